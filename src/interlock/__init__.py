@@ -1,0 +1,7 @@
+"""interlock: a human-in-the-loop approval gateway for AI agents."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
