@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from interlock.errors import InterlockError, PolicyError
@@ -37,19 +36,25 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (2: bad usage, 1: the command failed)."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="interlock", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+        rc = command.main(args=argv, prog_name="interlock", standalone_mode=False)
+        if isinstance(rc, int):  # without standalone mode, click returns Exit's code
+            return rc
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("interlock: aborted", file=sys.stderr)
         return 130
-    except click.UsageError as exc:
-        where = exc.ctx.command_path if exc.ctx is not None else "interlock"
-        print(f"{where}: {exc.format_message()}", file=sys.stderr)
-        return 2
-    except click.ClickException as exc:
-        print(f"interlock: {exc.format_message()}", file=sys.stderr)
-        return exc.exit_code
+    except typer.TyperException as exc:
+        # Typer's own click: usage errors (exit 2) and command errors share this base.
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            print(ctx.get_help())
+            return 0
+        where = ctx.command_path if ctx is not None else "interlock"
+        format_message = getattr(exc, "format_message", None)
+        message = format_message() if callable(format_message) else str(exc)
+        print(f"{where}: {message}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 1))
     except PolicyError as exc:
         for diag in exc.diagnostics:
             print(str(diag), file=sys.stderr)

@@ -5,7 +5,7 @@ Everything here is plain data with no I/O; the store persists these via `to_json
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
