@@ -1,0 +1,265 @@
+"""The rest of what the store keeps: votes read back, annotations, agents, tokens, pauses, outbox.
+
+`Store` is the full contract the gateway, server and CLI call; every write here is audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from interlock.errors import BadInput, Conflict, NotFound
+from interlock.policy.records import Level
+from interlock.store import schema as t
+from interlock.store.core import dumps, new_id
+from interlock.store.lifecycle import LifecycleStore
+from interlock.store.records import (
+    FINAL,
+    Agent,
+    Annotation,
+    OutboxItem,
+    Rating,
+    Reviewer,
+    ReviewVerdict,
+    State,
+    Token,
+    TokenKind,
+    Vote,
+)
+
+
+def hash_secret(secret: str) -> str:
+    """What is stored of a token: the sha256 of its secret."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Store(LifecycleStore):
+    """Durable requests, votes, audit trail, agents, tokens, annotations and outbox."""
+
+    # -- votes and annotations --------------------------------------------------------
+
+    def votes(self, request_id: str) -> list[Vote]:
+        """Every vote on a request, oldest first."""
+        v = t.votes.c
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(t.votes).where(v.request_id == request_id).order_by(v.id)
+            ).mappings()
+            return [
+                Vote(
+                    request_id=r["request_id"], reviewer=r["reviewer"], verdict=r["verdict"],
+                    note=r["note"], args=None if r["args"] is None else json.loads(r["args"]),
+                    counted=tuple(json.loads(r["counted"])), confirmed=bool(r["confirmed"]),
+                    round=r["round"], at=r["at"],
+                )
+                for r in rows
+            ]
+
+    def review(
+        self, request_id: str, *, reviewer: Reviewer, verdict: ReviewVerdict,
+        note: str | None = None,
+    ) -> Annotation:
+        """Post-execution review (ok / flagged / reversed) of a finished request."""
+        if verdict not in ("ok", "flagged", "reversed"):
+            raise BadInput(f"a review is ok, flagged or reversed, not `{verdict}`")
+        return self._annotate(request_id, "review", reviewer, verdict, note, None)
+
+    def rate(
+        self, request_id: str, *, reviewer: Reviewer, rating: Rating, correction: Any = None,
+        note: str | None = None,
+    ) -> Annotation:
+        """Feedback rating (correct / partially_correct / incorrect) of a finished request."""
+        if rating not in ("correct", "partially_correct", "incorrect"):
+            raise BadInput(f"a rating is correct, partially_correct or incorrect, not `{rating}`")
+        return self._annotate(request_id, "rating", reviewer, rating, note, correction)
+
+    def _annotate(
+        self, request_id: str, kind: str, reviewer: Reviewer, value: str, note: str | None,
+        correction: Any,
+    ) -> Annotation:
+        with self._write() as tx:
+            row = self._load(tx.conn, request_id, lock=False)
+            if State(row["state"]) not in FINAL:
+                raise Conflict(f"request `{request_id}` is {row['state']}: only a finished "
+                               "request can be annotated", code="not_finished")
+            tx.conn.execute(t.feedback.insert().values(
+                request_id=request_id, kind=kind, reviewer=reviewer.name, value=value,
+                note=note, correction=None if correction is None else dumps(correction),
+                at=tx.now,
+            ))
+            tx.audit(f"reviewer:{reviewer.name}", f"{kind}.{value}",
+                     {"note": note, "correction": correction},
+                     request_id=request_id, digest=row["digest"])
+            if kind == "review" and value == "reversed":
+                self._count(tx, row["agent"], reversals=1)
+            return Annotation(request_id=request_id, kind=kind,  # type: ignore[arg-type]
+                              reviewer=reviewer.name, value=value, note=note,
+                              correction=correction, at=tx.now)
+
+    def annotations(self, request_id: str) -> list[Annotation]:
+        """Reviews and ratings of a request, oldest first."""
+        a = t.feedback.c
+        with self._read() as conn:
+            return [
+                Annotation(request_id=r["request_id"], kind=r["kind"], reviewer=r["reviewer"],
+                           value=r["value"], note=r["note"],
+                           correction=None if r["correction"] is None
+                           else json.loads(r["correction"]), at=r["at"])
+                for r in conn.execute(
+                    sa.select(t.feedback).where(a.request_id == request_id).order_by(a.id)
+                ).mappings()
+            ]
+
+    # -- agents ---------------------------------------------------------------------------
+
+    def agent(self, name: str) -> Agent | None:
+        """An agent's level and track record (None: never seen)."""
+        with self._read() as conn:
+            r = conn.execute(sa.select(t.agents).where(t.agents.c.name == name)).mappings().first()
+        if r is None:
+            return None
+        return Agent(name=r["name"], level=r["level"], pinned=bool(r["pinned"]),
+                     approvals=r["approvals"], clean_approvals=r["clean_approvals"],
+                     denials=r["denials"], reversals=r["reversals"],
+                     failures_after_approval=r["failures_after_approval"])
+
+    def set_level(self, name: str, level: Level | None, *, actor: str, pinned: bool = False,
+                  why: str | None = None) -> None:
+        """Set (or clear) an agent's autonomy level; audited. Clean approvals start over."""
+        with self._write() as tx:
+            tx.conn.execute(self.backend.insert_ignore(t.agents).values(name=name,
+                                                                        updated_at=tx.now))
+            tx.conn.execute(t.agents.update().where(t.agents.c.name == name).values(
+                level=None if level is None else level.value, pinned=pinned,
+                clean_approvals=0, updated_at=tx.now))
+            tx.audit(actor, "agent.level",
+                     {"agent": name, "level": None if level is None else level.value,
+                      "pinned": pinned, "why": why})
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    def create_token(
+        self, *, kind: TokenKind, name: str, actor: str, groups: Sequence[str] = (),
+        environment: str | None = None, actions: Sequence[str] | None = None,
+        expires_at: float | None = None,
+    ) -> tuple[Token, str]:
+        """A new token and its secret; only the secret's sha256 is kept."""
+        if kind not in ("agent", "reviewer", "admin"):
+            raise BadInput(f"a token is for an agent, a reviewer or an admin, not `{kind}`")
+        secret = "il_" + secrets.token_urlsafe(32)
+        with self._write() as tx:
+            token = Token(id=new_id(tx.now), kind=kind, name=name, groups=tuple(groups),
+                          environment=environment,
+                          actions=None if actions is None else tuple(actions),
+                          created_at=tx.now, expires_at=expires_at, revoked_at=None)
+            tx.conn.execute(t.tokens.insert().values(
+                id=token.id, kind=kind, name=name, groups=dumps(list(groups)),
+                environment=environment,
+                actions=None if actions is None else dumps(list(actions)),
+                secret_hash=hash_secret(secret), created_at=tx.now, expires_at=expires_at))
+            tx.audit(actor, "token.created",
+                     {"id": token.id, "kind": kind, "name": name, "groups": list(groups),
+                      "environment": environment, "expires_at": expires_at})
+        return token, secret
+
+    def token_by_secret(self, secret: str) -> Token | None:
+        """The live token with this secret (None: unknown, revoked or expired)."""
+        with self._read() as conn:
+            r = conn.execute(sa.select(t.tokens).where(
+                t.tokens.c.secret_hash == hash_secret(secret))).mappings().first()
+        if r is None or r["revoked_at"] is not None:
+            return None
+        if r["expires_at"] is not None and r["expires_at"] <= self.clock.now():
+            return None
+        return _token(dict(r))
+
+    def tokens(self) -> list[Token]:
+        """Every token, without secrets."""
+        with self._read() as conn:
+            return [_token(dict(r)) for r in conn.execute(
+                sa.select(t.tokens).order_by(t.tokens.c.id)).mappings()]
+
+    def revoke_token(self, token_id: str, *, actor: str) -> None:
+        """Stop a token from working; audited."""
+        with self._write() as tx:
+            result = tx.conn.execute(t.tokens.update().where(
+                t.tokens.c.id == token_id, t.tokens.c.revoked_at.is_(None)
+            ).values(revoked_at=tx.now))
+            if result.rowcount != 1:
+                raise NotFound(f"no live token `{token_id}`")
+            tx.audit(actor, "token.revoked", {"id": token_id})
+
+    # -- the kill switch ------------------------------------------------------------------
+
+    def pause(self, *, agent: str | None, reason: str, actor: str) -> None:
+        """Deny every new action of `agent` (None: of all agents) with `reason`."""
+        scope = agent or "*"
+        with self._write() as tx:
+            tx.conn.execute(t.pauses.delete().where(t.pauses.c.scope == scope))
+            tx.conn.execute(t.pauses.insert().values(scope=scope, reason=reason, actor=actor,
+                                                     at=tx.now))
+            tx.audit(actor, "pause", {"agent": agent, "reason": reason})
+
+    def unpause(self, *, agent: str | None, actor: str) -> None:
+        """Lift a pause."""
+        scope = agent or "*"
+        with self._write() as tx:
+            tx.conn.execute(t.pauses.delete().where(t.pauses.c.scope == scope))
+            tx.audit(actor, "unpause", {"agent": agent})
+
+    def paused(self, agent: str) -> str | None:
+        """The reason `agent` is paused (its own pause first, then everyone's), or None."""
+        with self._read() as conn:
+            r = conn.execute(sa.select(t.pauses.c.reason).where(
+                t.pauses.c.scope.in_([agent, "*"])).order_by(t.pauses.c.scope.desc())).first()
+        return None if r is None else str(r.reason)
+
+    # -- outbox ---------------------------------------------------------------------------
+
+    def outbox_pending(self, *, limit: int = 100) -> list[OutboxItem]:
+        """Undelivered side effects, oldest first."""
+        o = t.outbox.c
+        with self._read() as conn:
+            return [
+                OutboxItem(id=r["id"], kind=r["kind"], payload=json.loads(r["payload"]),
+                           created_at=r["created_at"], attempts=r["attempts"])
+                for r in conn.execute(sa.select(t.outbox).where(o.delivered_at.is_(None))
+                                      .order_by(o.id).limit(limit)).mappings()
+            ]
+
+    def outbox_done(self, ids: Sequence[int]) -> None:
+        """Mark side effects delivered."""
+        if not ids:
+            return
+        with self.backend.write_lock(), self.engine.begin() as conn:
+            conn.execute(t.outbox.update().where(t.outbox.c.id.in_(list(ids)))
+                         .values(delivered_at=self.clock.now()))
+
+    def outbox_failed(self, item_id: int) -> None:
+        """Count a failed delivery attempt."""
+        with self.backend.write_lock(), self.engine.begin() as conn:
+            conn.execute(t.outbox.update().where(t.outbox.c.id == item_id)
+                         .values(attempts=t.outbox.c.attempts + 1))
+
+
+def _token(r: dict[str, Any]) -> Token:
+    return Token(id=r["id"], kind=r["kind"], name=r["name"], groups=tuple(json.loads(r["groups"])),
+                 environment=r["environment"],
+                 actions=None if r["actions"] is None else tuple(json.loads(r["actions"])),
+                 created_at=r["created_at"], expires_at=r["expires_at"],
+                 revoked_at=r["revoked_at"])
+
+
+def open_store(
+    url: str, *, clock: Any = None, connect_args: dict[str, Any] | None = None,
+    auto_upgrade: bool = False,
+) -> Store:
+    """Open (and, if empty, create) the store at a database URL."""
+    if not url:
+        raise BadInput("no database URL given")
+    return Store(url, clock=clock, connect_args=connect_args, auto_upgrade=auto_upgrade)

@@ -1,0 +1,376 @@
+"""The store's machinery: opening a database, write transactions, the one transition function.
+
+Every write runs in `_write()`, which appends the transaction's audit entries to the chain
+and its outbox rows before commit; `_transition` is the only code that changes a state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from interlock.clock import Clock, SystemClock
+from interlock.errors import Conflict, NotFound
+from interlock.policy.records import Decision, PolicyResult, Requirements, Risk
+from interlock.store import audit as chain
+from interlock.store import migrate
+from interlock.store import schema as t
+from interlock.store.backends import Backend, backend_for_url
+from interlock.store.records import (
+    AuditEntry,
+    Request,
+    State,
+    VerifyReport,
+    allowed,
+)
+
+_B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_id(now: float) -> str:
+    """A ULID: 48 bits of milliseconds then 80 random bits, Crockford base32, sortable."""
+    value = (int(now * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    out = []
+    for _ in range(26):
+        out.append(_B32[value & 31])
+        value >>= 5
+    return "".join(reversed(out))
+
+
+def dumps(obj: Any) -> str:
+    """Canonical JSON, as everything is stored."""
+    return chain.canonical(obj)
+
+
+def digest_of(action: Mapping[str, Any], args: Any) -> str:
+    """sha256 of the canonical JSON of the action with `args` as its args."""
+    return chain.sha256_hex(dumps({**action, "args": args}))
+
+
+@dataclass(kw_only=True)
+class Tx:
+    """One write transaction: its connection, its time, and what it will announce."""
+
+    conn: sa.Connection
+    """The connection, inside BEGIN (IMMEDIATE on SQLite)."""
+    now: float
+    """The clock's time for everything this transaction writes."""
+    entries: list[chain.Pending] = field(default_factory=list)
+    """Audit entries, chained at commit."""
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    """Outbox rows, inserted at commit."""
+
+    def audit(
+        self,
+        actor: str,
+        event: str,
+        data: dict[str, Any],
+        *,
+        request_id: str | None = None,
+        digest: str | None = None,
+    ) -> None:
+        """Queue an audit entry; it commits with the transaction or not at all."""
+        self.entries.append(
+            chain.Pending(
+                at=self.now, actor=actor, event=event, request_id=request_id,
+                digest=digest, data=data,
+            )
+        )
+
+    def announce(self, kind: str, payload: dict[str, Any]) -> None:
+        """Queue an outbox row for the dispatcher, delivered only after commit."""
+        self.outbox.append(
+            {"kind": kind, "payload": dumps(payload), "created_at": self.now, "attempts": 0}
+        )
+
+
+Row = dict[str, Any]
+
+
+class StoreBase:
+    """Connections, transactions, reads, and the audit trail; subclasses add the lifecycle."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock | None = None,
+        connect_args: dict[str, Any] | None = None,
+        auto_upgrade: bool = False,
+    ) -> None:
+        self.url = url
+        self.clock: Clock = clock or SystemClock()
+        self.backend: Backend = backend_for_url(url)
+        self.engine = self.backend.create_engine(url, connect_args)
+        migrate.ensure(self.engine, self.backend, auto_upgrade=auto_upgrade)
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    # -- transactions ---------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Tx]:
+        """A write transaction that chains its audit entries and outbox rows before commit."""
+        with self.backend.write_lock(), self.engine.begin() as conn:
+            tx = Tx(conn=conn, now=self.clock.now())
+            yield tx
+            self._flush(tx)
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect().execution_options(interlock_read=True) as conn:
+            yield conn
+
+    def _flush(self, tx: Tx) -> None:
+        if tx.entries:
+            # The head row is locked last and briefly: it is what keeps the chain linear
+            # when several processes write at once.
+            head = tx.conn.execute(
+                sa.select(t.audit_head.c.seq, t.audit_head.c.hash)
+                .where(t.audit_head.c.id == 1)
+                .with_for_update()
+            ).one()
+            rows = chain.chain(int(head.seq), head.hash, tx.entries)
+            tx.conn.execute(t.audit.insert(), rows)
+            tx.conn.execute(
+                t.audit_head.update()
+                .where(t.audit_head.c.id == 1)
+                .values(seq=rows[-1]["seq"], hash=rows[-1]["hash"])
+            )
+        if tx.outbox:
+            tx.conn.execute(t.outbox.insert(), tx.outbox)
+
+    def _retrying(self, fn: Callable[[], Any], attempts: int = 5) -> Any:
+        """Run `fn`, retrying a transaction lost to a transient lock or unique race."""
+        for i in range(attempts):
+            try:
+                return fn()
+            except sa.exc.OperationalError as exc:
+                if i == attempts - 1 or "locked" not in str(exc):
+                    raise
+                time.sleep(0.01 * (i + 1))
+        raise AssertionError("unreachable")
+
+    # -- requests: loading and the one state-changing function ----------------------
+
+    def _load(self, conn: sa.Connection, request_id: str, *, lock: bool) -> Row:
+        query = sa.select(t.requests).where(t.requests.c.id == request_id)
+        if lock:
+            query = query.with_for_update()
+        row = conn.execute(query).mappings().first()
+        if row is None:
+            raise NotFound(f"no request `{request_id}`")
+        return dict(row)
+
+    def _transition(
+        self,
+        tx: Tx,
+        row: Row,
+        to: State,
+        *,
+        actor: str,
+        data: dict[str, Any] | None = None,
+        values: dict[str, Any] | None = None,
+    ) -> Row:
+        """Move a request to `to` if the chart allows it, by compare-and-set on its state
+        and version; audit and announce it in the same transaction. Returns the new row."""
+        current = State(row["state"])
+        rid = row["id"]
+        if not allowed(current, to):
+            raise Conflict(
+                f"request `{rid}` is {current.value}: {current.value} -> {to.value} "
+                "is not allowed",
+                code="invalid_transition",
+            )
+        new = {**row, **(values or {})}
+        new.update(state=to.value, version=row["version"] + 1, updated_at=tx.now)
+        self._cas(tx, row, new)
+        tx.audit(
+            actor, f"state.{to.value}", {"from": current.value, "to": to.value, **(data or {})},
+            request_id=rid, digest=new["digest"],
+        )
+        tx.announce(
+            "request.state",
+            {"id": rid, "agent": row["agent"], "state": to.value, "version": new["version"]},
+        )
+        return new
+
+    def _bump(
+        self, tx: Tx, row: Row, *, actor: str, event: str, data: dict[str, Any],
+        values: dict[str, Any],
+    ) -> Row:
+        """A change a reviewer can see that keeps the state: new version, audited."""
+        new = {**row, **values}
+        new.update(version=row["version"] + 1, updated_at=tx.now)
+        self._cas(tx, row, new)
+        tx.audit(actor, event, data, request_id=row["id"], digest=new["digest"])
+        tx.announce(
+            "request.updated",
+            {"id": row["id"], "agent": row["agent"], "state": row["state"],
+             "version": new["version"]},
+        )
+        return new
+
+    def _cas(self, tx: Tx, old: Row, new: Row) -> None:
+        changed = {k: v for k, v in new.items() if old.get(k) != v}
+        result = tx.conn.execute(
+            t.requests.update()
+            .where(
+                t.requests.c.id == old["id"],
+                t.requests.c.state == old["state"],
+                t.requests.c.version == old["version"],
+            )
+            .values(**changed)
+        )
+        if result.rowcount != 1:
+            raise Conflict(
+                f"request `{old['id']}` changed meanwhile (it was {old['state']} "
+                f"at version {old['version']})",
+                code="state_changed",
+            )
+
+    # -- reads ---------------------------------------------------------------------
+
+    def get(self, request_id: str) -> Request:
+        """One request."""
+        with self._read() as conn:
+            return to_request(self._load(conn, request_id, lock=False))
+
+    def list_requests(
+        self,
+        *,
+        state: State | None = None,
+        agent: str | None = None,
+        batch_id: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[Request]:
+        """Requests oldest first, filtered; page with `after` (the last id seen)."""
+        q = sa.select(t.requests).order_by(t.requests.c.id).limit(limit)
+        if state is not None:
+            q = q.where(t.requests.c.state == state.value)
+        if agent is not None:
+            q = q.where(t.requests.c.agent == agent)
+        if batch_id is not None:
+            q = q.where(t.requests.c.batch_id == batch_id)
+        if after is not None:
+            q = q.where(t.requests.c.id > after)
+        with self._read() as conn:
+            return [to_request(dict(r)) for r in conn.execute(q).mappings()]
+
+    def count_pending(self, agent: str) -> int:
+        """How many requests of an agent wait for people (for `limits.pending_per_agent`)."""
+        q = sa.select(sa.func.count()).select_from(t.requests).where(
+            t.requests.c.agent == agent, t.requests.c.state == State.PENDING.value
+        )
+        with self._read() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    # -- audit ---------------------------------------------------------------------
+
+    def record(
+        self, actor: str, event: str, data: dict[str, Any], *, request_id: str | None = None
+    ) -> None:
+        """Append an event that is not a request change (policy load, pause, ...)."""
+        with self._write() as tx:
+            tx.audit(actor, event, data, request_id=request_id)
+
+    def timeline(self, request_id: str) -> list[AuditEntry]:
+        """Every audit entry of one request, in order."""
+        q = sa.text(
+            f"SELECT {chain.VERIFY_COLUMNS} FROM audit WHERE request_id = :rid ORDER BY seq"
+        )
+        with self._read() as conn:
+            return [chain.to_entry(r) for r in conn.execute(q, {"rid": request_id})]
+
+    def audit_entries(self, *, after: int = 0, limit: int | None = None) -> Iterator[AuditEntry]:
+        """Audit entries in order, streamed."""
+        for rows in self._audit_batches(after=after, limit=limit):
+            for row in rows:
+                yield chain.to_entry(row)
+
+    def audit_head(self) -> tuple[int, str]:
+        """(seq, hash) of the newest entry; the hash is what `audit anchor` prints."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1)
+            ).one()
+            return int(row.seq), str(row.hash)
+
+    def verify(
+        self, *, anchor: str | None = None, progress: Callable[[int], None] | None = None
+    ) -> VerifyReport:
+        """Walk the whole chain; see `interlock.store.audit.verify`."""
+        head = self.audit_head()
+
+        def rows() -> Iterator[Any]:
+            for batch in self._audit_batches():
+                yield from batch
+
+        return chain.verify(rows(), head=head, anchor=anchor, progress=progress)
+
+    def _audit_batches(
+        self, *, after: int = 0, limit: int | None = None, size: int = 20_000
+    ) -> Iterator[list[Any]]:
+        # Keyset pages on the primary key: constant memory, no long-lived cursor.
+        remaining = limit
+        with self._read() as conn:
+            while remaining is None or remaining > 0:
+                n = size if remaining is None else min(size, remaining)
+                rows = conn.exec_driver_sql(
+                    f"SELECT {chain.VERIFY_COLUMNS} FROM audit WHERE seq > {int(after)} "
+                    f"ORDER BY seq LIMIT {int(n)}"
+                ).fetchall()
+                if not rows:
+                    return
+                yield rows  # type: ignore[misc]
+                after = rows[-1][0]
+                if remaining is not None:
+                    remaining -= len(rows)
+
+    def export_jsonl(self) -> Iterator[str]:
+        """The trail as JSON lines: each entry as hashed, with its prev_hash and hash."""
+        for batch in self._audit_batches():
+            for row in batch:
+                yield f'{{"entry":{row[6]},"hash":"{row[8]}","prev_hash":"{row[7]}"}}'
+
+
+def to_request(row: Row) -> Request:
+    """A Request from a requests row."""
+    reqs = row["requirements"]
+    checkpoint = row["checkpoint"]
+    return Request(
+        id=row["id"],
+        agent=row["agent"],
+        action=json.loads(row["action"]),
+        result=PolicyResult.from_json(json.loads(row["result"])),
+        policy_hash=row["policy_hash"],
+        state=State(row["state"]),
+        version=row["version"],
+        digest=row["digest"],
+        risk=Risk(row["risk"]),
+        decision=Decision(row["decision"]),
+        requirements=None if reqs is None else Requirements.from_json(json.loads(reqs)),
+        progress=json.loads(row["progress"]),
+        final_args=json.loads(row["final_args"]),
+        checkpoint=None if checkpoint is None else json.loads(checkpoint),
+        idempotency_key=row["idempotency_key"],
+        batch_id=row["batch_id"],
+        revision_of=row["revision_of"],
+        reason=row["reason"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        deadline=row["deadline"],
+        ttl_expires_at=row["ttl_expires_at"],
+        lease_expires_at=row["lease_expires_at"],
+        decided_at=row["decided_at"],
+    )

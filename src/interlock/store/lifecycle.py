@@ -1,0 +1,576 @@
+"""The request lifecycle of SPEC §4: submit, vote, delegate, claim, outcome, cancel, resolve, sweep.
+
+Each method is one write transaction; states change only through `StoreBase._transition`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from interlock.errors import BadInput, Conflict, Forbidden, Gone, NotFound
+from interlock.policy.records import Facts, OnTimeout, PolicyResult, Requirements, Risk
+from interlock.policy.redact import compile_paths, redact
+from interlock.store import quorum
+from interlock.store import schema as t
+from interlock.store.core import Row, StoreBase, Tx, digest_of, dumps, new_id, to_request
+from interlock.store.records import (
+    CLAIMABLE,
+    DECISION_STATE,
+    Claim,
+    Request,
+    Reviewer,
+    State,
+    SweepReport,
+    Verdict,
+)
+
+_CLAIMED = frozenset({State.EXECUTING, State.SUCCEEDED, State.FAILED, State.UNKNOWN})
+
+
+class LifecycleStore(StoreBase):
+    """Requests from submission to outcome."""
+
+    # -- submit ----------------------------------------------------------------------
+
+    def submit(
+        self,
+        *,
+        agent: str,
+        action: Mapping[str, Any],
+        result: PolicyResult,
+        redact_paths: Sequence[str] = (),
+    ) -> Request:
+        """Store an action with the policy's result, masked by `redact_paths`, in the state its
+        decision leads to. The same idempotency key with the same body returns the first
+        request; with another body it is a Conflict `idempotency_conflict`."""
+        masked = redact(action, compile_paths(redact_paths)) if redact_paths else dict(action)
+        checkpoint = masked.pop("checkpoint", None)
+        action_text = dumps(masked)
+        stored = json.loads(action_text)
+        args = stored.get("args") or {}
+        if not isinstance(args, dict):
+            raise BadInput("`args` must be an object")
+        key = _opt_str(stored, "idempotency_key")
+        target = DECISION_STATE[result.decision]
+        reqs = result.requirements
+        if target is State.PENDING and (reqs is None or not reqs.gates):
+            raise BadInput("a require_approval result needs requirements with at least one gate")
+        context = stored.get("context") if isinstance(stored.get("context"), dict) else {}
+        with self._write() as tx:
+            if key is not None:
+                existing = tx.conn.execute(
+                    sa.select(t.requests).where(
+                        t.requests.c.agent == agent, t.requests.c.idempotency_key == key
+                    )
+                ).mappings().first()
+                if existing is not None:
+                    if existing["body_hash"] != _body_hash(action_text, checkpoint):
+                        raise Conflict(
+                            f"idempotency key `{key}` was used for another action "
+                            f"(request `{existing['id']}`)",
+                            code="idempotency_conflict",
+                        )
+                    return to_request(dict(existing))
+            revision_of = _opt_str(stored, "revision_of")
+            if revision_of is not None:
+                prior = self._load(tx.conn, revision_of, lock=False)
+                if prior["agent"] != agent:
+                    raise NotFound(f"no request `{revision_of}`")
+            rid = new_id(tx.now)
+            progress = quorum.initial(reqs, tx.now) if target is State.PENDING and reqs else {
+                "gates": []
+            }
+            row: Row = {
+                "id": rid,
+                "agent": agent,
+                "action_name": str(stored.get("action", "")),
+                "environment": _opt_str(stored, "environment"),
+                "run_id": _opt_str(context, "run_id"),
+                "action": action_text,
+                "body_hash": _body_hash(action_text, checkpoint),
+                "result": dumps(result.to_json()),
+                "policy_hash": result.policy_hash,
+                "state": State.SUBMITTED.value,
+                "version": 0,
+                "digest": digest_of(stored, args),
+                "risk": result.risk.value,
+                "decision": result.decision.value,
+                "requirements": None if reqs is None else dumps(reqs.to_json()),
+                "progress": dumps(progress),
+                "round": 0,
+                "final_args": dumps(args),
+                "edited": False,
+                "checkpoint": None if checkpoint is None else dumps(checkpoint),
+                "idempotency_key": key,
+                "batch_id": _opt_str(stored, "batch_id"),
+                "revision_of": revision_of,
+                "reason": "; ".join(result.reasons) if target is State.DENIED else None,
+                "created_at": tx.now,
+                "updated_at": tx.now,
+                "decided_at": None,
+                "deadline": None,
+                "ttl_expires_at": None,
+                "lease_expires_at": None,
+            }
+            tx.conn.execute(t.requests.insert().values(**row))
+            tx.conn.execute(
+                self.backend.insert_ignore(t.agents).values(name=agent, updated_at=tx.now)
+            )
+            actor = f"agent:{agent}"
+            tx.audit(
+                actor, "submitted",
+                {"action": row["action_name"], "decision": row["decision"], "risk": row["risk"],
+                 "rules": list(result.rules), "policy_hash": result.policy_hash},
+                request_id=rid, digest=row["digest"],
+            )
+            values: dict[str, Any] = {}
+            if target is State.PENDING:
+                values["deadline"] = quorum.deadline(progress)
+            else:
+                values["decided_at"] = tx.now
+            row = self._transition(tx, row, target, actor="policy", values=values)
+            return to_request(row)
+
+    # -- votes -------------------------------------------------------------------------
+
+    def vote(
+        self,
+        request_id: str,
+        *,
+        reviewer: Reviewer,
+        verdict: Verdict,
+        note: str | None = None,
+        args: dict[str, Any] | None = None,
+        version: int | None = None,
+        new_requirements: Requirements | None = None,
+        confirmed: bool = False,
+        redact_paths: Sequence[str] = (),
+    ) -> Request:
+        """Record a vote and evaluate quorum and stages in the same transaction.
+
+        `args` are a reviewer's edits (approve only); the caller re-ran the policy on them
+        and passes the stricter `new_requirements`, if any, which replace the old ones."""
+        if verdict not in ("approve", "deny", "request_changes"):
+            raise BadInput(f"unknown verdict `{verdict}`")
+        if args is not None and verdict != "approve":
+            raise BadInput("only an approval may carry edited args")
+        if args is not None and redact_paths:
+            args = redact({"args": args}, compile_paths(redact_paths))["args"]
+        with self._write() as tx:
+            row = self._load(tx.conn, request_id, lock=True)
+            if self._same_vote(tx, row, reviewer, verdict, args):
+                return to_request(row)
+            if version is not None and version != row["version"]:
+                raise Conflict(
+                    f"request `{request_id}` is at version {row['version']}, not {version}: "
+                    "reload it and vote again",
+                    code="stale_version",
+                )
+            if reviewer.name == row["agent"]:
+                raise Forbidden(
+                    f"`{reviewer.name}` proposed request `{request_id}` and may not decide it",
+                    code="self_approval",
+                )
+            if row["state"] != State.PENDING.value:
+                raise Conflict(
+                    f"request `{request_id}` is {row['state']}: it no longer takes votes",
+                    code="not_pending",
+                )
+            reqs = Requirements.from_json(json.loads(row["requirements"]))
+            progress = json.loads(row["progress"])
+            stages = quorum.allowed_stages(reqs, progress, reviewer)
+            if not stages:
+                raise Forbidden(
+                    f"`{reviewer.name}` is not an approver of request `{request_id}` "
+                    "at its current stage",
+                    code="not_an_approver",
+                )
+            actor = f"reviewer:{reviewer.name}"
+            if verdict != "approve":
+                labels = [quorum.label(reqs, gi, si) for gi, si in stages]
+                self._insert_vote(tx, row, reviewer, verdict, note, None, labels, confirmed)
+                tx.audit(actor, "vote", {"verdict": verdict, "note": note, "stages": labels},
+                         request_id=request_id, digest=row["digest"])
+                to = State.DENIED if verdict == "deny" else State.CHANGES_REQUESTED
+                row = self._transition(
+                    tx, row, to, actor=actor, data={"note": note},
+                    values={"reason": note, "decided_at": tx.now, "deadline": None},
+                )
+                if to is State.DENIED:
+                    self._count(tx, row["agent"], denials=1)
+                return to_request(row)
+            values: dict[str, Any] = {}
+            if args is not None:
+                action = json.loads(row["action"])
+                values.update(final_args=dumps(args), edited=True,
+                              digest=digest_of(action, args))
+            if new_requirements is not None:
+                reqs = new_requirements
+                progress = quorum.initial(reqs, tx.now)
+                values.update(requirements=dumps(reqs.to_json()), round=row["round"] + 1)
+            counted = quorum.approve(reqs, progress, reviewer, tx.now, edited=args is not None)
+            if not counted.counted and args is None and new_requirements is None:
+                return to_request(row)  # already counted in every gate it could count in
+            labels = [quorum.label(reqs, gi, si) for gi, si in counted.counted]
+            done = [quorum.label(reqs, gi, si) for gi, si in counted.completed]
+            vote_round = values.get("round", row["round"])
+            self._insert_vote(tx, row, reviewer, verdict, note, args, labels, confirmed,
+                              vote_round=vote_round)
+            values.update(progress=dumps(progress), deadline=quorum.deadline(progress))
+            data: dict[str, Any] = {"verdict": verdict, "note": note, "stages": labels,
+                                    "completed": done, "confirmed": confirmed}
+            if args is not None:
+                data["args"] = args
+            if new_requirements is not None:
+                data["requirements"] = "replaced"
+            event = "vote.edit" if args is not None else "vote"
+            if counted.all_done:
+                tx.audit(actor, event, data, request_id=request_id,
+                         digest=values.get("digest", row["digest"]))
+                values.update(decided_at=tx.now, deadline=None,
+                              ttl_expires_at=tx.now + reqs.approval_ttl)
+                row = self._transition(tx, row, State.APPROVED, actor=actor, values=values)
+                edited = bool(row["edited"])
+                self._count(tx, row["agent"], approvals=1, clean_approvals=0 if edited else 1)
+            else:
+                row = self._bump(tx, row, actor=actor, event=event, data=data, values=values)
+            return to_request(row)
+
+    def _same_vote(
+        self, tx: Tx, row: Row, reviewer: Reviewer, verdict: str, args: dict[str, Any] | None
+    ) -> bool:
+        earlier = tx.conn.execute(
+            sa.select(t.votes.c.verdict, t.votes.c.args).where(
+                t.votes.c.request_id == row["id"],
+                t.votes.c.reviewer == reviewer.name,
+                t.votes.c.round == row["round"],
+            )
+        ).all()
+        wanted = None if args is None else dumps(args)
+        return any(v.verdict == verdict and v.args == wanted for v in earlier)
+
+    def _insert_vote(
+        self, tx: Tx, row: Row, reviewer: Reviewer, verdict: str, note: str | None,
+        args: dict[str, Any] | None, labels: list[str], confirmed: bool,
+        *, vote_round: int | None = None,
+    ) -> None:
+        tx.conn.execute(
+            t.votes.insert().values(
+                request_id=row["id"], reviewer=reviewer.name, verdict=verdict, note=note,
+                args=None if args is None else dumps(args), counted=dumps(labels),
+                confirmed=confirmed, round=row["round"] if vote_round is None else vote_round,
+                at=tx.now,
+            )
+        )
+
+    def _count(self, tx: Tx, agent: str, **deltas: int) -> None:
+        c = t.agents.c
+        tx.conn.execute(
+            t.agents.update()
+            .where(c.name == agent)
+            .values({**{c[k]: c[k] + v for k, v in deltas.items() if v}, c.updated_at: tx.now})
+        )
+
+    def delegate(
+        self, request_id: str, *, reviewer: Reviewer, to: Sequence[str],
+        version: int | None = None,
+    ) -> Request:
+        """Add approvers (groups or `user:NAME`) to the stages this reviewer may vote in."""
+        with self._write() as tx:
+            row = self._load(tx.conn, request_id, lock=True)
+            if version is not None and version != row["version"]:
+                raise Conflict(f"request `{request_id}` is at version {row['version']}, "
+                               f"not {version}", code="stale_version")
+            if row["state"] != State.PENDING.value:
+                raise Conflict(f"request `{request_id}` is {row['state']}: only a pending "
+                               "request can be delegated", code="not_pending")
+            reqs = Requirements.from_json(json.loads(row["requirements"]))
+            progress = json.loads(row["progress"])
+            stages = quorum.allowed_stages(reqs, progress, reviewer)
+            if not stages:
+                raise Forbidden(f"`{reviewer.name}` is not an approver of request "
+                                f"`{request_id}` at its current stage", code="not_an_approver")
+            added = quorum.delegate(reqs, progress, stages, list(to))
+            row = self._bump(
+                tx, row, actor=f"reviewer:{reviewer.name}", event="delegated",
+                data={"to": list(to), "added": added,
+                      "stages": [quorum.label(reqs, gi, si) for gi, si in stages]},
+                values={"progress": dumps(progress)},
+            )
+            return to_request(row)
+
+    # -- claim and outcome -------------------------------------------------------------
+
+    def claim(self, request_id: str, *, agent: str, lease: float) -> Claim:
+        """Claim a decided request once; every other answer is SPEC §4's."""
+        with self._write() as tx:
+            row = self._load(tx.conn, request_id, lock=True)
+            if row["agent"] != agent:
+                raise NotFound(f"no request `{request_id}`")
+            state = State(row["state"])
+            ttl = row["ttl_expires_at"]
+            if state is State.APPROVED and ttl is not None and tx.now >= ttl:
+                reqs = Requirements.from_json(json.loads(row["requirements"]))
+                progress = json.loads(row["progress"])
+                reopened = quorum.reopen_last(reqs, progress, tx.now)
+                self._transition(
+                    tx, row, State.PENDING, actor="system",
+                    data={"why": "approval ttl passed before the claim",
+                          "reopened": [quorum.label(reqs, gi, si) for gi, si in reopened]},
+                    values={"progress": dumps(progress), "round": row["round"] + 1,
+                            "deadline": quorum.deadline(progress), "ttl_expires_at": None,
+                            "decided_at": None},
+                )
+                reconfirm = True
+            elif state in CLAIMABLE:
+                row = self._transition(
+                    tx, row, State.EXECUTING, actor=f"agent:{agent}",
+                    data={"lease": lease},
+                    values={"lease_expires_at": tx.now + lease, "ttl_expires_at": None},
+                )
+                return Claim(
+                    request_id=request_id, args=json.loads(row["final_args"]),
+                    checkpoint=None if row["checkpoint"] is None
+                    else json.loads(row["checkpoint"]),
+                    lease_expires_at=row["lease_expires_at"], digest=row["digest"],
+                )
+            elif state is State.PENDING:
+                raise Conflict(f"request `{request_id}` is pending: not decided yet",
+                               code="not_decided")
+            elif state in _CLAIMED:
+                raise Conflict(f"request `{request_id}` was already claimed ({state.value})",
+                               code="already_claimed")
+            else:
+                raise Gone(row["reason"] or f"request `{request_id}` is {state.value}",
+                           code=state.value)
+        assert reconfirm
+        raise Conflict(
+            f"the approval of request `{request_id}` outlived its ttl: it is pending again "
+            "for re-confirmation",
+            code="reconfirmation_required",
+        )
+
+    def outcome(
+        self, request_id: str, *, agent: str, status: Literal["succeeded", "failed"],
+        summary: str | None = None,
+    ) -> Request:
+        """Report how a claimed action went; only from executing."""
+        to = _outcome_state(status)
+        with self._write() as tx:
+            row = self._load(tx.conn, request_id, lock=True)
+            if row["agent"] != agent:
+                raise NotFound(f"no request `{request_id}`")
+            row = self._transition(tx, row, to, actor=f"agent:{agent}",
+                                   data={"summary": summary},
+                                   values={"reason": summary, "lease_expires_at": None})
+            self._after_outcome(tx, row)
+            return to_request(row)
+
+    def _after_outcome(self, tx: Tx, row: Row) -> None:
+        if row["state"] == State.SUCCEEDED.value:
+            recipients = json.loads(row["action"]).get("recipients")
+            if isinstance(recipients, list) and recipients:
+                tx.conn.execute(
+                    self.backend.insert_ignore(t.recipients),
+                    [{"agent": row["agent"], "recipient": str(r), "first_at": tx.now}
+                     for r in recipients],
+                )
+        elif row["decision"] == "require_approval":
+            self._count(tx, row["agent"], failures_after_approval=1)
+
+    def cancel(self, request_id: str, *, agent: str, reason: str | None = None) -> Request:
+        """The agent withdraws a request it has not claimed."""
+        with self._write() as tx:
+            row = self._load(tx.conn, request_id, lock=True)
+            if row["agent"] != agent:
+                raise NotFound(f"no request `{request_id}`")
+            row = self._transition(
+                tx, row, State.CANCELLED, actor=f"agent:{agent}", data={"reason": reason},
+                values={"reason": reason or "cancelled by the agent", "deadline": None,
+                        "ttl_expires_at": None},
+            )
+            return to_request(row)
+
+    def resolve(
+        self, request_id: str, *, reviewer: Reviewer,
+        status: Literal["done", "dismissed", "succeeded", "failed"], note: str | None = None,
+    ) -> Request:
+        """A person closes a suggested action (done/dismissed) or an unknown outcome."""
+        to = State(status) if status in ("done", "dismissed", "succeeded", "failed") else None
+        if to is None:
+            raise BadInput(f"unknown resolution `{status}`")
+        with self._write() as tx:
+            row = self._load(tx.conn, request_id, lock=True)
+            current = State(row["state"])
+            fits = (current is State.SUGGESTED and to in (State.DONE, State.DISMISSED)) or (
+                current is State.UNKNOWN and to in (State.SUCCEEDED, State.FAILED)
+            )
+            if not fits:
+                raise Conflict(
+                    f"request `{request_id}` is {current.value}: it cannot be resolved as "
+                    f"{to.value}", code="invalid_transition",
+                )
+            row = self._transition(tx, row, to, actor=f"reviewer:{reviewer.name}",
+                                   data={"note": note}, values={"reason": note})
+            if current is State.UNKNOWN:
+                self._after_outcome(tx, row)
+            return to_request(row)
+
+    # -- the sweeper -------------------------------------------------------------------
+
+    def sweep(self, *, limit: int = 200) -> SweepReport:
+        """Apply stage timeouts and expire claim leases; safe in many processes at once
+        (rows another sweeper holds are skipped)."""
+        report = SweepReport()
+        with self._write() as tx:
+            due = tx.conn.execute(
+                sa.select(t.requests)
+                .where(t.requests.c.state == State.PENDING.value,
+                       t.requests.c.deadline <= tx.now)
+                .order_by(t.requests.c.deadline).limit(limit)
+                .with_for_update(skip_locked=True)
+            ).mappings().all()
+            for r in due:
+                self._timeout(tx, dict(r), report)
+            leases = tx.conn.execute(
+                sa.select(t.requests)
+                .where(t.requests.c.state == State.EXECUTING.value,
+                       t.requests.c.lease_expires_at <= tx.now)
+                .order_by(t.requests.c.lease_expires_at).limit(limit)
+                .with_for_update(skip_locked=True)
+            ).mappings().all()
+            for r in leases:
+                self._transition(
+                    tx, dict(r), State.UNKNOWN, actor="system",
+                    data={"why": "claim lease passed with no outcome"},
+                    values={"reason": "the claim lease passed with no outcome reported",
+                            "lease_expires_at": None},
+                )
+                report.unknown.append(r["id"])
+        return report
+
+    def _timeout(self, tx: Tx, row: Row, report: SweepReport) -> None:
+        reqs = Requirements.from_json(json.loads(row["requirements"]))
+        progress = json.loads(row["progress"])
+        due = quorum.timed_out(reqs, progress, tx.now)
+        if not due:
+            return
+        rid = row["id"]
+        labels = {(gi, si): quorum.label(reqs, gi, si) for gi, si, _ in due}
+        refuse = [(gi, si) for gi, si, a in due if a is OnTimeout.DENY]
+        approve = [(gi, si) for gi, si, a in due if a is OnTimeout.APPROVE]
+        if approve and row["risk"] != Risk.LOW.value:
+            reason = (f"timed out at {labels[approve[0]]}: on_timeout approve applies only to "
+                      f"low risk, this request is {row['risk']}")
+            refuse = approve
+        elif refuse:
+            reason = f"timed out at {labels[refuse[0]]}"
+        if refuse:
+            self._transition(tx, row, State.EXPIRED, actor="system",
+                             data={"why": reason, "stages": [labels[s] for s in refuse]},
+                             values={"reason": reason, "deadline": None, "decided_at": tx.now})
+            report.expired.append(rid)
+            return
+        escalated = []
+        for gi, si, action in due:
+            if action is OnTimeout.ESCALATE:
+                quorum.escalate(reqs, progress, gi, si, tx.now)
+                escalated.append(labels[(gi, si)])
+            else:
+                quorum.complete(reqs, progress, gi, si, tx.now)
+        values = {"progress": dumps(progress), "deadline": quorum.deadline(progress)}
+        if approve:
+            tx.audit("system", "timeout.approve", {"stages": [labels[s] for s in approve]},
+                     request_id=rid, digest=row["digest"])
+        if escalated:
+            row = self._bump(tx, row, actor="system", event="escalated",
+                             data={"stages": escalated, "to": list(_escalate_to(reqs, due))},
+                             values=values)
+            report.escalated.append(rid)
+        if quorum.met(progress):
+            values.update(decided_at=tx.now, deadline=None,
+                          ttl_expires_at=tx.now + reqs.approval_ttl)
+            self._transition(tx, row, State.APPROVED, actor="system",
+                             data={"why": "on_timeout approve"}, values=values)
+            report.approved.append(rid)
+        elif approve and not escalated:
+            self._bump(tx, row, actor="system", event="stage.completed",
+                       data={"why": "on_timeout approve"}, values=values)
+
+    # -- facts for the policy ------------------------------------------------------------
+
+    def facts(
+        self, *, agent: str, action: str, environment: str | None, run_id: str | None,
+        recipients: Sequence[str] = (),
+    ) -> Facts:
+        """What history says about an action, each fact one indexed lookup."""
+        r = t.requests.c
+        with self._read() as conn:
+            env = r.environment.is_(None) if environment is None else r.environment == environment
+            seen = conn.execute(
+                sa.select(r.id).where(r.agent == agent, r.action_name == action, env,
+                                      r.state == State.SUCCEEDED.value).limit(1)
+            ).first()
+            failures = 0
+            if run_id is not None:
+                failures = int(conn.execute(
+                    sa.select(sa.func.count()).select_from(t.requests).where(
+                        r.agent == agent, r.run_id == run_id, r.action_name == action,
+                        r.state == State.FAILED.value)
+                ).scalar_one())
+            novel_recipients: tuple[str, ...] = ()
+            if recipients:
+                known = {
+                    x for (x,) in conn.execute(
+                        sa.select(t.recipients.c.recipient).where(
+                            t.recipients.c.agent == agent,
+                            t.recipients.c.recipient.in_([str(x) for x in recipients]))
+                    )
+                }
+                novel_recipients = tuple(str(x) for x in recipients if str(x) not in known)
+            agent_row = conn.execute(
+                sa.select(t.agents.c.level).where(t.agents.c.name == agent)
+            ).first()
+            paused = conn.execute(
+                sa.select(t.pauses.c.reason).where(t.pauses.c.scope.in_([agent, "*"]))
+                .order_by(t.pauses.c.scope.desc())
+            ).first()
+        from interlock.policy.records import Level
+
+        level = agent_row.level if agent_row is not None else None
+        return Facts(
+            novel=seen is None, novel_recipients=novel_recipients, failures=failures,
+            level=None if level is None else Level(level),
+            paused=None if paused is None else str(paused.reason),
+        )
+
+
+def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return None if value is None else str(value)
+
+
+def _body_hash(action_text: str, checkpoint: Any) -> str:
+    from interlock.store.audit import sha256_hex
+
+    return sha256_hex(action_text + "\n" + dumps(checkpoint))
+
+
+def _outcome_state(status: str) -> State:
+    if status == "succeeded":
+        return State.SUCCEEDED
+    if status == "failed":
+        return State.FAILED
+    raise BadInput(f"an outcome is `succeeded` or `failed`, not `{status}`")
+
+
+def _escalate_to(reqs: Requirements, due: list[tuple[int, int, OnTimeout]]) -> list[str]:
+    out: list[str] = []
+    for gi, _, action in due:
+        if action is OnTimeout.ESCALATE:
+            out.extend(a for a in reqs.gates[gi].escalate_to if a not in out)
+    return out

@@ -1,0 +1,88 @@
+"""Schema migrations driven from code: upgrade, where the database stands, refuse the unknown.
+
+Every upgrade runs in one transaction with the version row Alembic records, under a lock.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from interlock.errors import StoreUnavailable
+from interlock.store.backends import Backend
+
+
+class SchemaTooNew(StoreUnavailable):
+    """The database was migrated by a newer interlock than this one."""
+
+    code = "schema_too_new"
+
+
+class SchemaOutdated(StoreUnavailable):
+    """The database needs `interlock db upgrade` before this interlock can use it."""
+
+    code = "schema_outdated"
+
+
+def _config(connection: sa.Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", "interlock.store:migrations")
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head() -> str:
+    """The newest revision this interlock knows."""
+    rev = ScriptDirectory.from_config(_config()).get_current_head()
+    assert rev is not None
+    return rev
+
+
+def known() -> set[str]:
+    """Every revision this interlock knows."""
+    return {r.revision for r in ScriptDirectory.from_config(_config()).walk_revisions()}
+
+
+def current(connection: sa.Connection) -> str | None:
+    """The revision the database is at (None: never migrated)."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: sa.Engine, backend: Backend) -> tuple[str | None, str]:
+    """Bring the schema to head in one transaction; returns (from, to) revisions."""
+    with engine.begin() as conn:
+        if backend.migration_lock:
+            conn.exec_driver_sql(backend.migration_lock)
+        before = current(conn)
+        _refuse_unknown(before)
+        if before != head():
+            command.upgrade(_config(conn), "head")
+        return before, head()
+
+
+def ensure(engine: sa.Engine, backend: Backend, *, auto_upgrade: bool = False) -> None:
+    """Migrate an empty database; refuse one that is newer, or older unless `auto_upgrade`."""
+    with engine.connect().execution_options(interlock_read=True) as conn:
+        rev = current(conn)
+    _refuse_unknown(rev)
+    if rev == head():
+        return
+    if rev is None or auto_upgrade:
+        upgrade(engine, backend)
+        return
+    raise SchemaOutdated(
+        f"the database schema is at revision {rev}, this interlock needs {head()}: "
+        "run `interlock db upgrade`"
+    )
+
+
+def _refuse_unknown(rev: str | None) -> None:
+    if rev is not None and rev not in known():
+        raise SchemaTooNew(
+            f"the database schema is at revision `{rev}`, newer than this interlock knows "
+            f"(up to {head()}); upgrade interlock"
+        )

@@ -1,0 +1,62 @@
+"""What is PostgreSQL's own: psycopg 3 URLs, a connection pool, and the audit guard triggers.
+
+Several interlock processes may share the database; row locks and the chain head keep it sound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from contextlib import AbstractContextManager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+AUDIT_GUARD = [
+    "CREATE OR REPLACE FUNCTION interlock_audit_append_only() RETURNS trigger "
+    "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$",
+    "CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit "
+    "FOR EACH ROW EXECUTE FUNCTION interlock_audit_append_only()",
+    "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit "
+    "FOR EACH STATEMENT EXECUTE FUNCTION interlock_audit_append_only()",
+]
+
+AUDIT_UNGUARD = [
+    "ALTER TABLE audit DISABLE TRIGGER audit_append_only",
+    "ALTER TABLE audit DISABLE TRIGGER audit_no_truncate",
+]
+
+
+def normalize_url(url: str) -> str:
+    """Accept `postgresql://` and `postgres://` as users write them; use psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+class PostgresBackend:
+    """PostgreSQL through psycopg 3 and SQLAlchemy's connection pool."""
+
+    name = "postgresql"
+    audit_guard = AUDIT_GUARD
+    audit_unguard = AUDIT_UNGUARD
+
+    #: Taken in the migration transaction so two servers starting at once migrate once.
+    migration_lock: str | None = "SELECT pg_advisory_xact_lock(7235114)"
+
+    def create_engine(self, url: str, connect_args: dict[str, Any] | None = None) -> sa.Engine:
+        return sa.create_engine(
+            normalize_url(url),
+            connect_args=connect_args or {},
+            pool_size=10,
+            max_overflow=20,
+            pool_pre_ping=False,
+        )
+
+    def write_lock(self) -> AbstractContextManager[Any]:
+        # Writers from many processes meet in the database: row locks and the chain head.
+        return contextlib.nullcontext()
+
+    def insert_ignore(self, table: sa.Table) -> Any:
+        return pg_insert(table).on_conflict_do_nothing()

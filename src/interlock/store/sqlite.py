@@ -1,0 +1,69 @@
+"""What is SQLite's own: pragmas for durability, `BEGIN IMMEDIATE` writes, one writer per process.
+
+The contract itself lives in `interlock.store.core`; this module only shapes the engine.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import AbstractContextManager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+#: Statements that make the audit table refuse updates and deletes.
+AUDIT_GUARD = [
+    "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
+    "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END",
+    "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit "
+    "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END",
+]
+
+#: What a database owner would run to bypass the guard (used by the tamper tests).
+AUDIT_UNGUARD = ["DROP TRIGGER audit_no_update", "DROP TRIGGER audit_no_delete"]
+
+
+class SQLiteBackend:
+    """A file database in WAL mode, synchronous=FULL, written by one writer at a time."""
+
+    name = "sqlite"
+    audit_guard = AUDIT_GUARD
+    audit_unguard = AUDIT_UNGUARD
+
+    #: Taken in the migration transaction; BEGIN IMMEDIATE already serialises SQLite.
+    migration_lock: str | None = None
+
+    def __init__(self) -> None:
+        # BEGIN IMMEDIATE already serialises writers across processes; the in-process lock
+        # keeps threads from queueing inside SQLite's busy handler instead.
+        self._writer = threading.RLock()
+
+    def create_engine(self, url: str, connect_args: dict[str, Any] | None = None) -> sa.Engine:
+        args: dict[str, Any] = {"timeout": 30.0, "check_same_thread": False}
+        args.update(connect_args or {})
+        engine = sa.create_engine(url, connect_args=args, pool_size=8, max_overflow=32)
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Autocommit at the driver, so SQLAlchemy's begin below is the only BEGIN.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: sa.Connection) -> None:
+            read = conn.get_execution_options().get("interlock_read", False)
+            conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+
+        return engine
+
+    def write_lock(self) -> AbstractContextManager[Any]:
+        return self._writer
+
+    def insert_ignore(self, table: sa.Table) -> Any:
+        return sqlite_insert(table).on_conflict_do_nothing()
