@@ -27,6 +27,11 @@ def _register() -> None:
     from interlock.cli import policy as policy_cli
 
     app.add_typer(policy_cli.app, name="policy")
+    from interlock.cli import audit as audit_cli
+    from interlock.cli import db as db_cli
+
+    app.add_typer(db_cli.app, name="db")
+    app.add_typer(audit_cli.app, name="audit")
 
 
 _register()

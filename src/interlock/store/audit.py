@@ -117,7 +117,7 @@ def verify(
     """
     expected = 1
     prev = GENESIS
-    found = anchor is None
+    found = anchor is None or anchor == GENESIS
     step = 0
     for seq, at, actor, event, request_id, digest, entry, prev_hash, h in rows:
         if seq != expected:

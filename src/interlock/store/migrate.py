@@ -86,3 +86,15 @@ def _refuse_unknown(rev: str | None) -> None:
             f"the database schema is at revision `{rev}`, newer than this interlock knows "
             f"(up to {head()}); upgrade interlock"
         )
+
+
+def upgrade_url(url: str) -> tuple[str | None, str]:
+    """`interlock db upgrade`: migrate the database at `url` to head."""
+    from interlock.store.backends import backend_for_url
+
+    backend = backend_for_url(url)
+    engine = backend.create_engine(url)
+    try:
+        return upgrade(engine, backend)
+    finally:
+        engine.dispose()
