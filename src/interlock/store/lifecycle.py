@@ -206,8 +206,9 @@ class LifecycleStore(StoreBase):
             values: dict[str, Any] = {}
             if args is not None:
                 action = json.loads(row["action"])
+                # Votes cast before an edit approved other args: a new round begins.
                 values.update(final_args=dumps(args), edited=True,
-                              digest=digest_of(action, args))
+                              digest=digest_of(action, args), round=row["round"] + 1)
             if new_requirements is not None:
                 reqs = new_requirements
                 progress = quorum.initial(reqs, tx.now)
@@ -364,6 +365,12 @@ class LifecycleStore(StoreBase):
             row = self._load(tx.conn, request_id, lock=True)
             if row["agent"] != agent:
                 raise NotFound(f"no request `{request_id}`")
+            if row["state"] != State.EXECUTING.value:
+                # unknown -> succeeded|failed is on the chart, but only for a person (resolve)
+                raise Conflict(
+                    f"request `{request_id}` is {row['state']}: an outcome is reported only "
+                    "for an executing request", code="invalid_transition",
+                )
             row = self._transition(tx, row, to, actor=f"agent:{agent}",
                                    data={"summary": summary},
                                    values={"reason": summary, "lease_expires_at": None})
