@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -73,6 +74,13 @@ class DB:
                     conn.exec_driver_sql(s)
         finally:
             engine.dispose()
+
+    @property
+    def cli_url(self) -> str:
+        """The URL alone, as a user passes it to `--db` (the schema rides in `options`)."""
+        if "options" not in self.connect_args:
+            return self.url
+        return f"{self.url}?options={quote(self.connect_args['options'])}"
 
     @property
     def unguard(self) -> list[str]:

@@ -109,7 +109,11 @@ class StoreBase:
         self.clock: Clock = clock or SystemClock()
         self.backend: Backend = backend_for_url(url)
         self.engine = self.backend.create_engine(url, connect_args)
-        migrate.ensure(self.engine, self.backend, auto_upgrade=auto_upgrade)
+        try:
+            migrate.ensure(self.engine, self.backend, auto_upgrade=auto_upgrade)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def close(self) -> None:
         """Release every pooled connection."""

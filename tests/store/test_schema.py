@@ -1,0 +1,104 @@
+"""Migrations and the rest of the contract: facts for the policy, tokens, agents, pauses, feedback.
+
+An empty database is migrated on open; a newer one is refused; an older one waits for upgrade.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import DB
+from store_helpers import LEAD, result, submit
+
+from interlock.cli import main
+from interlock.errors import Conflict, NotFound
+from interlock.policy.records import Decision, Level
+from interlock.store import SchemaOutdated, SchemaTooNew, State, Store
+from interlock.store.migrate import head
+
+
+def test_empty_database_is_migrated_on_open(db: DB, store: Store) -> None:
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head()
+    assert main(["db", "upgrade", "--db", db.cli_url]) == 0
+
+
+def test_newer_schema_is_refused(db: DB, store: Store) -> None:
+    db.owner_exec("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(SchemaTooNew):
+        db.open()
+    assert main(["db", "upgrade", "--db", db.cli_url]) == 1
+
+
+def test_older_schema_waits_for_upgrade(
+    db: DB, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from interlock.store import migrate
+
+    monkeypatch.setattr(migrate, "head", lambda: "0002")
+    monkeypatch.setattr(migrate, "known", lambda: {"0001", "0002"})
+    with pytest.raises(SchemaOutdated) as err:
+        db.open()
+    assert "interlock db upgrade" in err.value.message
+
+
+def test_facts(store: Store) -> None:
+    kw = {"agent": "mailer", "action": "send_email", "environment": "production",
+          "run_id": "run-1"}
+    first = store.facts(**kw, recipients=["a@x.org"])
+    assert first.novel and first.novel_recipients == ("a@x.org",) and first.failures == 0
+    for status in ("failed", "failed", "succeeded"):
+        r = store.submit(agent="mailer", result=result(Decision.ALLOW), action={
+            "action": "send_email", "environment": "production", "recipients": ["a@x.org"],
+            "context": {"run_id": "run-1"}})
+        store.claim(r.id, agent="mailer", lease=60)
+        store.outcome(r.id, agent="mailer", status=status)  # type: ignore[arg-type]
+    later = store.facts(**kw, recipients=["a@x.org", "b@x.org"])
+    assert not later.novel
+    assert later.novel_recipients == ("b@x.org",)
+    assert later.failures == 2
+    assert store.facts(**{**kw, "environment": "staging"}).novel
+    assert store.facts(**{**kw, "run_id": "run-2"}).failures == 0
+
+
+def test_tokens(store: Store) -> None:
+    token, secret = store.create_token(kind="reviewer", name="lena", groups=["tech-lead"],
+                                       actor="admin:root", expires_at=store.clock.now() + 60)
+    assert token.id in {t.id for t in store.tokens()}
+    assert store.token_by_secret(secret) == token
+    assert store.token_by_secret("il_wrong") is None
+    store.revoke_token(token.id, actor="admin:root")
+    assert store.token_by_secret(secret) is None
+    with pytest.raises(NotFound):
+        store.revoke_token(token.id, actor="admin:root")
+    with store.engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT secret_hash FROM tokens").scalar_one()
+    assert secret not in stored
+    assert [e.event for e in store.audit_entries()] == ["token.created", "token.revoked"]
+
+
+def test_pause_agents_and_annotations(store: Store) -> None:
+    store.pause(agent=None, reason="incident 42", actor="admin:root")
+    store.pause(agent="ops-agent", reason="runaway loop", actor="admin:root")
+    assert store.paused("ops-agent") == "runaway loop"
+    assert store.paused("other") == "incident 42"
+    store.unpause(agent=None, actor="admin:root")
+    assert store.paused("other") is None
+    assert store.facts(agent="ops-agent", action="x", environment=None,
+                       run_id=None).paused == "runaway loop"
+
+    store.set_level("ops-agent", Level.AUTONOMOUS, actor="admin:root", pinned=True)
+    agent = store.agent("ops-agent")
+    assert agent is not None and agent.level == "autonomous" and agent.pinned
+
+    r = submit(store)
+    with pytest.raises(Conflict):
+        store.review(r.id, reviewer=LEAD, verdict="ok")
+    store.vote(r.id, reviewer=LEAD, verdict="approve")
+    store.claim(r.id, agent="ops-agent", lease=60)
+    assert store.outcome(r.id, agent="ops-agent", status="succeeded").state is State.SUCCEEDED
+    store.review(r.id, reviewer=LEAD, verdict="reversed", note="rolled back")
+    store.rate(r.id, reviewer=LEAD, rating="incorrect", correction={"decision": "deny"})
+    assert [(a.kind, a.value) for a in store.annotations(r.id)] == [
+        ("review", "reversed"), ("rating", "incorrect")]
+    agent = store.agent("ops-agent")
+    assert agent is not None and agent.reversals == 1 and agent.approvals == 1
