@@ -5,6 +5,7 @@ Tampering is done as a database owner would: the guard triggers dropped or disab
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -28,7 +29,7 @@ def test_chain_is_gap_free_and_linked(store: Store) -> None:
     _history(store)
     entries = list(store.audit_entries())
     assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
-    assert all(b.prev_hash == a.hash for a, b in zip(entries, entries[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(entries))
     assert entries[-1].event == "policy.loaded"
     report = store.verify()
     assert report.ok and report.checked == len(entries)
