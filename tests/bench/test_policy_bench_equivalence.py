@@ -5,6 +5,7 @@ A correctness check of bench/policies, not a timing; the benchmark itself never 
 
 from __future__ import annotations
 
+import random
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from bench.policies.cedar import CedarPolicy, to_request
 from bench.policies.generate import BenchPolicy, bench_policies, make_actions
 from bench.policy import load_interlock
 
-from interlock.policy.records import Decision
+from interlock.policy.records import Decision, Facts
 
 POLICIES = {bp.key: bp for bp in bench_policies()}
 
@@ -41,6 +42,25 @@ def test_cedar_and_interlock_agree(key: str) -> None:
         if ours != theirs:
             diffs.append(f"interlock {ours.value}, cedar {theirs.value}: {act}")
     assert not diffs, f"{len(diffs)} of {len(actions)} differ:\n" + "\n".join(diffs[:10])
+
+
+@pytest.mark.parametrize("key", ["a", "b"])
+def test_cedar_and_interlock_agree_on_escalation_facts(key: str) -> None:
+    """The bench runs with default facts; here novelty and failures vary too."""
+    bp = POLICIES[key]
+    policy, cedar = load_interlock(bp), CedarPolicy(bp.data)
+    rng = random.Random(5)
+    diffs = []
+    for act in make_actions(bp.universe, 300, seed=12):
+        recipients = act.get("recipients") or []
+        facts = Facts(novel=rng.random() < 0.3, failures=rng.choice([0, 2, 3, 5]),
+                      novel_recipients=tuple(recipients[: rng.randrange(len(recipients) + 1)]))
+        ours = policy.evaluate(act, facts).decision
+        theirs = cedar.evaluate(to_request(act, novel=facts.novel, failures=facts.failures,
+                                          novel_recipient=bool(facts.novel_recipients)))
+        if ours != theirs:
+            diffs.append(f"interlock {ours.value}, cedar {theirs.value}: {act} {facts}")
+    assert not diffs, f"{len(diffs)} differ:\n" + "\n".join(diffs[:10])
 
 
 @pytest.mark.parametrize(
