@@ -70,3 +70,24 @@ def submit(store: Store, res: PolicyResult | None = None, agent: str = "ops-agen
 def approved(store: Store, agent: str = "ops-agent") -> Request:
     r = submit(store, agent=agent)
     return store.vote(r.id, reviewer=LEAD, verdict="approve")
+
+
+def claim_worker(url: str, connect_args: dict[str, Any], now: float, barrier: Any,
+                 tasks: Any, results: Any) -> None:
+    """A long-lived process that claims each request id it is given, all at once with its
+    peers (they meet at `barrier`), and reports `won` or the Conflict code."""
+    from interlock.clock import FakeClock
+    from interlock.errors import Conflict
+    from interlock.store import open_store
+
+    store = open_store(url, connect_args=connect_args, clock=FakeClock(now))
+    try:
+        while (rid := tasks.get()) is not None:
+            barrier.wait()
+            try:
+                store.claim(rid, agent="ops-agent", lease=60)
+                results.put((rid, "won"))
+            except Conflict as exc:
+                results.put((rid, exc.code))
+    finally:
+        store.close()
