@@ -93,6 +93,21 @@ class Tx:
 
 Row = dict[str, Any]
 
+# Statements built once: values travel as parameters, so each call reuses the compiled form.
+_LOAD = sa.select(t.requests).where(t.requests.c.id == sa.bindparam("rid"))
+_LOAD_FOR_UPDATE = _LOAD.with_for_update()
+_CAS = t.requests.update().where(
+    t.requests.c.id == sa.bindparam("old_id"),
+    t.requests.c.state == sa.bindparam("old_state"),
+    t.requests.c.version == sa.bindparam("old_version"),
+)
+_HEAD = (
+    sa.select(t.audit_head.c.seq, t.audit_head.c.hash)
+    .where(t.audit_head.c.id == 1)
+    .with_for_update()
+)
+_SET_HEAD = t.audit_head.update().where(t.audit_head.c.id == 1)
+
 
 class StoreBase:
     """Connections, transactions, reads, and the audit trail; subclasses add the lifecycle."""
@@ -138,18 +153,10 @@ class StoreBase:
         if tx.entries:
             # The head row is locked last and briefly: it is what keeps the chain linear
             # when several processes write at once.
-            head = tx.conn.execute(
-                sa.select(t.audit_head.c.seq, t.audit_head.c.hash)
-                .where(t.audit_head.c.id == 1)
-                .with_for_update()
-            ).one()
+            head = tx.conn.execute(_HEAD).one()
             rows = chain.chain(int(head.seq), head.hash, tx.entries)
             tx.conn.execute(t.audit.insert(), rows)
-            tx.conn.execute(
-                t.audit_head.update()
-                .where(t.audit_head.c.id == 1)
-                .values(seq=rows[-1]["seq"], hash=rows[-1]["hash"])
-            )
+            tx.conn.execute(_SET_HEAD, {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]})
         if tx.outbox:
             tx.conn.execute(t.outbox.insert(), tx.outbox)
 
@@ -167,10 +174,8 @@ class StoreBase:
     # -- requests: loading and the one state-changing function ----------------------
 
     def _load(self, conn: sa.Connection, request_id: str, *, lock: bool) -> Row:
-        query = sa.select(t.requests).where(t.requests.c.id == request_id)
-        if lock:
-            query = query.with_for_update()
-        row = conn.execute(query).mappings().first()
+        query = _LOAD_FOR_UPDATE if lock else _LOAD
+        row = conn.execute(query, {"rid": request_id}).mappings().first()
         if row is None:
             raise NotFound(f"no request `{request_id}`")
         return dict(row)
@@ -226,15 +231,8 @@ class StoreBase:
 
     def _cas(self, tx: Tx, old: Row, new: Row) -> None:
         changed = {k: v for k, v in new.items() if old.get(k) != v}
-        result = tx.conn.execute(
-            t.requests.update()
-            .where(
-                t.requests.c.id == old["id"],
-                t.requests.c.state == old["state"],
-                t.requests.c.version == old["version"],
-            )
-            .values(**changed)
-        )
+        changed.update(old_id=old["id"], old_state=old["state"], old_version=old["version"])
+        result = tx.conn.execute(_CAS, changed)
         if result.rowcount != 1:
             raise Conflict(
                 f"request `{old['id']}` changed meanwhile (it was {old['state']} "
@@ -326,20 +324,27 @@ class StoreBase:
         self, *, after: int = 0, limit: int | None = None, size: int = 20_000
     ) -> Iterator[list[Any]]:
         # Keyset pages on the primary key: constant memory, no long-lived cursor.
+        # The driver's own cursor: plain tuples, no per-row Row objects (verify walks millions).
         remaining = limit
         with self._read() as conn:
-            while remaining is None or remaining > 0:
-                n = size if remaining is None else min(size, remaining)
-                rows = conn.exec_driver_sql(
-                    f"SELECT {chain.VERIFY_COLUMNS} FROM audit WHERE seq > {int(after)} "
-                    f"ORDER BY seq LIMIT {int(n)}"
-                ).fetchall()
-                if not rows:
-                    return
-                yield rows  # type: ignore[misc]
-                after = rows[-1][0]
-                if remaining is not None:
-                    remaining -= len(rows)
+            conn.exec_driver_sql("SELECT 1")  # begin the read transaction: one snapshot
+            cur = conn.connection.cursor()
+            try:
+                while remaining is None or remaining > 0:
+                    n = size if remaining is None else min(size, remaining)
+                    cur.execute(
+                        f"SELECT {chain.VERIFY_COLUMNS} FROM audit WHERE seq > {int(after)} "
+                        f"ORDER BY seq LIMIT {int(n)}"
+                    )
+                    rows = list(cur.fetchall())
+                    if not rows:
+                        return
+                    yield rows
+                    after = rows[-1][0]
+                    if remaining is not None:
+                        remaining -= len(rows)
+            finally:
+                cur.close()
 
     def export_jsonl(self) -> Iterator[str]:
         """The trail as JSON lines: each entry as hashed, with its prev_hash and hash."""

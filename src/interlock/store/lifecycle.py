@@ -28,11 +28,19 @@ from interlock.store.records import (
     Verdict,
 )
 
+_COUNTS: dict[tuple[str, ...], Any] = {}
 _CLAIMED = frozenset({State.EXECUTING, State.SUCCEEDED, State.FAILED, State.UNKNOWN})
 
 
 class LifecycleStore(StoreBase):
     """Requests from submission to outcome."""
+
+    @property
+    def _agent_seen(self) -> Any:
+        stmt = self.__dict__.get("_agent_seen_stmt")
+        if stmt is None:
+            stmt = self.__dict__["_agent_seen_stmt"] = self.backend.insert_ignore(t.agents)
+        return stmt
 
     # -- submit ----------------------------------------------------------------------
 
@@ -116,10 +124,8 @@ class LifecycleStore(StoreBase):
                 "ttl_expires_at": None,
                 "lease_expires_at": None,
             }
-            tx.conn.execute(t.requests.insert().values(**row))
-            tx.conn.execute(
-                self.backend.insert_ignore(t.agents).values(name=agent, updated_at=tx.now)
-            )
+            tx.conn.execute(t.requests.insert(), row)
+            tx.conn.execute(self._agent_seen, {"name": agent, "updated_at": tx.now})
             actor = f"agent:{agent}"
             tx.audit(
                 actor, "submitted",
@@ -260,21 +266,23 @@ class LifecycleStore(StoreBase):
         *, vote_round: int | None = None,
     ) -> None:
         tx.conn.execute(
-            t.votes.insert().values(
-                request_id=row["id"], reviewer=reviewer.name, verdict=verdict, note=note,
-                args=None if args is None else dumps(args), counted=dumps(labels),
-                confirmed=confirmed, round=row["round"] if vote_round is None else vote_round,
-                at=tx.now,
-            )
+            t.votes.insert(),
+            {"request_id": row["id"], "reviewer": reviewer.name, "verdict": verdict,
+             "note": note, "args": None if args is None else dumps(args),
+             "counted": dumps(labels), "confirmed": confirmed,
+             "round": row["round"] if vote_round is None else vote_round, "at": tx.now},
         )
 
     def _count(self, tx: Tx, agent: str, **deltas: int) -> None:
         c = t.agents.c
-        tx.conn.execute(
-            t.agents.update()
-            .where(c.name == agent)
-            .values({**{c[k]: c[k] + v for k, v in deltas.items() if v}, c.updated_at: tx.now})
-        )
+        keys = tuple(sorted(k for k, v in deltas.items() if v))
+        stmt = _COUNTS.get(keys)
+        if stmt is None:
+            stmt = _COUNTS[keys] = t.agents.update().where(c.name == sa.bindparam("agent")).values(
+                {**{c[k]: c[k] + sa.bindparam(f"d_{k}") for k in keys},
+                 c.updated_at: sa.bindparam("now")})
+        tx.conn.execute(stmt, {"agent": agent, "now": tx.now,
+                               **{f"d_{k}": deltas[k] for k in keys}})
 
     def delegate(
         self, request_id: str, *, reviewer: Reviewer, to: Sequence[str],
