@@ -42,7 +42,10 @@ def _str(value: str) -> str:
 
 
 def _like(glob: str) -> str:
-    return _str(glob)  # `*` is the only wildcard both sides use; generated names carry no `\`.
+    # Cedar's `like` knows only `*`; interlock globs also have `?` and `[...]`.
+    if any(c in glob for c in "?[\\"):
+        raise Untranslatable(f"glob `{glob}` (Cedar `like` has only `*`)")
+    return _str(glob)
 
 
 def _scaled(field: str, value: Any) -> int:
@@ -93,7 +96,7 @@ def _all(conds: Iterable[str]) -> str:
 
 def _scalar_match(field: str, expr: str, value: Any) -> str:
     """One element (or a scalar field) against a literal or glob."""
-    if isinstance(value, str) and "*" in value:
+    if isinstance(value, str) and any(c in value for c in "*?["):
         return f"{expr} like {_like(value)}"
     return f"{expr} == {_literal(field, value)}"
 
@@ -133,7 +136,7 @@ def _match_one(field: str, value: Any) -> str:
         return _all(f"({c})" for c in conds)
     values = value if isinstance(value, list) else [value]
     if field in LIST_FIELDS:
-        if any(isinstance(v, str) and "*" in v for v in values):
+        if any(isinstance(v, str) and any(c in v for c in "*?[") for v in values):
             raise Untranslatable(f"glob on list field `{field}`")
         items = ", ".join(_literal(field, v) for v in values)
         return f"({guard} && {expr}.containsAny([{items}]))"
