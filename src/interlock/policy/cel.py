@@ -64,11 +64,13 @@ class _Macro:
 class CelCondition:
     """One compiled `when` expression."""
 
-    __slots__ = ("_fast", "_macros", "_program", "_tokens", "source")
+    __slots__ = ("_fast", "_macros", "_program", "_tokens", "_variables", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         self._program = cel.compile(source)  # raises ValueError on a syntax error
+        # Only these reach the library: copying a whole action costs more than evaluating.
+        self._variables = tuple(str(v) for v in self._program.variables())
         self._fast: Node | None = _FastCompiler.try_compile(source)
         self._tokens = max(1, len(_TOKEN_RE.findall(source)))
         self._macros = _find_macros(source)
@@ -76,6 +78,11 @@ class CelCondition:
     @property
     def has_fast_path(self) -> bool:
         return self._fast is not None
+
+    @property
+    def fast(self) -> Node | None:
+        """The compiled closure: True, False, MISSING, or anything else to mean "ask CEL"."""
+        return self._fast
 
     def evaluate(self, action: Mapping[str, Any], extras: Mapping[str, Any]) -> bool | CelFailure:
         """True / False, or a CelFailure saying whether only missing fields caused it."""
@@ -91,7 +98,12 @@ class CelCondition:
     def _evaluate_library(
         self, action: Mapping[str, Any], extras: Mapping[str, Any]
     ) -> bool | CelFailure:
-        activation = {**action, **extras}
+        # A top-level field that is null counts as absent, as it does for `requires`.
+        activation: dict[str, Any] = {}
+        for name in self._variables:
+            value = extras[name] if name in extras else action.get(name)
+            if value is not None:
+                activation[name] = value
         if self._macros:
             cost = self.estimate_cost(activation)
             if cost > COST_LIMIT:
@@ -103,8 +115,11 @@ class CelCondition:
             value = self._program.execute(activation)
         except RuntimeError as exc:
             text = str(exc)
-            if text.startswith("Undefined variable"):
+            m = _UNDEFINED_RE.match(text)
+            if m is not None and m.group(1) in self._variables and m.group(1) not in activation:
                 return _MISSING_FAILURE
+            if m is not None:  # a method the value's type lacks: no such overload
+                return CelFailure(missing=False, message=f"no such overload: `{m.group(1)}`")
             return CelFailure(missing=False, message=_first_line(text))
         except KeyError as exc:
             return CelFailure(missing=True, message=f"no such key: {exc}")
@@ -141,6 +156,7 @@ class CelCondition:
 
 
 _MISSING_FAILURE = CelFailure(missing=True, message="missing field")
+_UNDEFINED_RE = re.compile(r"Undefined variable or function: '([^']*)'")
 
 
 def compile_condition(source: str) -> CelCondition:
@@ -382,7 +398,22 @@ class _FastCompiler:
                 if len(path) < 2:
                     raise _Unsupported("has() needs a field selection")
                 return _has(path)
-            return _field(self.path())
+            path = self.path()
+            nxt = self.peek()
+            if nxt is not None and nxt[1] == "(" and nxt[0] == "op":
+                # `receiver.method(arg)`: the string methods most conditions use.
+                method, receiver = path[-1], path[:-1]
+                if not receiver:
+                    raise _Unsupported(f"function {method}")
+                self.i += 1
+                if method not in _STRING_METHODS:
+                    raise _Unsupported(f"method {method}")
+                arg = self.literal()
+                self.expect(")")
+                if type(arg) is not str:
+                    raise _Unsupported("string method needs a string literal")
+                return _string_method(_field(receiver), method, arg)
+            return _field(path)
         raise _Unsupported(text)
 
     def path(self) -> tuple[str, ...]:
@@ -400,8 +431,8 @@ class _FastCompiler:
             raise _Unsupported(name)
         self.i += 1
         nxt = self.peek()
-        if nxt is not None and nxt[1] in ("(", "["):
-            raise _Unsupported("call or index")  # functions, macros, indexing: library only
+        if nxt is not None and nxt[1] == "[":
+            raise _Unsupported("index")  # indexing: library only
         return name
 
     def literal(self) -> Any:
@@ -454,7 +485,9 @@ def _field(path: tuple[str, ...]) -> Node:
     extra = head in EXTRA_NAMES
 
     def lookup(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-        value = (x if extra else a).get(head, MISSING)
+        value = (x if extra else a).get(head)
+        if value is None:
+            return MISSING
         for part in rest:
             if value is MISSING:
                 return MISSING
@@ -466,8 +499,31 @@ def _field(path: tuple[str, ...]) -> Node:
     if not rest:
         if extra:
             return lambda a, x: x.get(head, MISSING)
-        return lambda a, x: a.get(head, MISSING)
+
+        def top(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
+            v = a.get(head)
+            return MISSING if v is None else v
+
+        top.field = head  # type: ignore[attr-defined]
+        return top
     return lookup
+
+
+_STRING_METHODS = ("startsWith", "endsWith", "contains")
+
+
+def _string_method(receiver: Node, method: str, arg: str) -> Node:
+    def node(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
+        v = receiver(a, x)
+        if type(v) is str:
+            if method == "startsWith":
+                return v.startswith(arg)
+            if method == "endsWith":
+                return v.endswith(arg)
+            return arg in v
+        return v if v is MISSING else UNKNOWN
+
+    return node
 
 
 def _has(path: tuple[str, ...]) -> Node:
@@ -531,6 +587,9 @@ def _relation(op: str, left: Node, right: Node) -> Node:
         return within
 
     kind_c = _simple_kind(const) if const is not MISSING else 0
+    field = getattr(left, "field", None)
+    if kind_c == 1 and field is not None and op in (">", ">=", "<", "<="):
+        return _compare_field(field, op, const)
     if kind_c == 1:
         # The common shape `field > 10000`: one closure, no helper calls.
         def cmp_num(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
@@ -562,6 +621,40 @@ def _relation(op: str, left: Node, right: Node) -> Node:
         return _ordered(lv, rv, op)
 
     return cmp
+
+
+def _compare_field(name: str, op: str, bound: Any) -> Node:
+    """`field OP number` as one closure: the shape most `when` conditions take."""
+
+    def gt(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
+        v: Any = a.get(name)
+        t = type(v)
+        if (t is int and _INT64_MIN <= v <= _INT64_MAX) or (t is float and v - v == 0):
+            return v > bound
+        return MISSING if v is None else UNKNOWN
+
+    def ge(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
+        v: Any = a.get(name)
+        t = type(v)
+        if (t is int and _INT64_MIN <= v <= _INT64_MAX) or (t is float and v - v == 0):
+            return v >= bound
+        return MISSING if v is None else UNKNOWN
+
+    def lt(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
+        v: Any = a.get(name)
+        t = type(v)
+        if (t is int and _INT64_MIN <= v <= _INT64_MAX) or (t is float and v - v == 0):
+            return v < bound
+        return MISSING if v is None else UNKNOWN
+
+    def le(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
+        v: Any = a.get(name)
+        t = type(v)
+        if (t is int and _INT64_MIN <= v <= _INT64_MAX) or (t is float and v - v == 0):
+            return v <= bound
+        return MISSING if v is None else UNKNOWN
+
+    return {">": gt, ">=": ge, "<": lt, "<=": le}[op]
 
 
 def _and(left: Node, right: Node) -> Node:

@@ -8,13 +8,14 @@ rules whose structured match already holds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from interlock.errors import BadInput, Diagnostic
 from interlock.policy import match as matchlib
-from interlock.policy.cel import CelFailure
+from interlock.policy.cel import MISSING as _CEL_MISSING
+from interlock.policy.match import Condition
 from interlock.policy.model import PolicyDoc, Rule
 from interlock.policy.records import (
     AUTONOMY_MATRIX,
@@ -35,7 +36,14 @@ _REQUIRE = Decision.REQUIRE_APPROVAL
 _DENY = Decision.DENY
 _RANK = {d: d.rank for d in Decision}
 _RISK_BY_NAME = {r.value: r for r in Risk}
+_RISK_RANK = {r: r.rank for r in Risk}
 _PLAN_CACHE_LIMIT = 50_000
+_CONTEXT_PATHS = (("environment",), ("agent",), ("capabilities",))
+
+
+#: A plan narrowed to one (environment, agent): the tests left, and the environment key
+#: the baseline uses (None when the policy has no default for it).
+_Narrowed = tuple[tuple[tuple["Rule", "RuleTest"], ...], "str | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +53,8 @@ class _Plan:
     risk: Risk
     rules: tuple[Rule, ...]
     """Rules whose `match.action` (if any) holds for this name, in file order."""
+    tests: tuple[tuple[Rule, RuleTest], ...]
+    """Each candidate rule with its compiled test."""
 
 
 class Policy:
@@ -83,6 +93,13 @@ class Policy:
             if globs:
                 self._globbed.append((rule, [matchlib.compile_glob(g) for g in globs]))
         self._plans: dict[str, _Plan] = {}
+        # Per rule: its conditions on `environment`/`agent`, and one shared test for the
+        # rest, so narrowing a plan to a context builds no new closures.
+        self._split: dict[Rule, tuple[tuple[Condition, ...], RuleTest]] = {}
+        for rule in doc.rules:
+            context = tuple(c for c in rule.conditions if c.path in _CONTEXT_PATHS)
+            rest = tuple(c for c in rule.conditions if c.path not in _CONTEXT_PATHS)
+            self._split[rule] = (context, rule_test(rule, rest))
         self._defaults_gate = Gate(
             source="defaults",
             stages=(Stage(name="approval", approvers=doc.defaults.approvers, quorum=1),),
@@ -98,6 +115,20 @@ class Policy:
             or doc.escalation.repeated_failures is not None
         )
         self._baseline: dict[tuple[Level | None, Risk, Any], tuple[Decision, str]] = {}
+        self._results: dict[tuple[Any, ...], tuple[PolicyResult, bool]] = {}
+        self._runners: dict[str, Callable[[Mapping[str, Any], Facts], PolicyResult]] = {}
+        # What `when` sees beside the action when the store supplied no facts; read-only.
+        self._plain_extras: dict[Risk, dict[str, Any]] = {
+            r: {"risk": r.value, "novel": False, "novel_recipients": [], "failures": 0}
+            for r in Risk
+        }
+        self._confidence_below = doc.escalation.confidence_below
+        autonomy = doc.autonomy
+        self._levels: dict[str | None, Level] | None = None
+        self._default_level: Level | None = None
+        if autonomy is not None:
+            self._default_level = autonomy.level_of(None)
+            self._levels = {a: autonomy.level_of(a) for a in autonomy.agents}
         self.warnings: list[Diagnostic] = []
         """Warnings found while loading (the policy still works)."""
 
@@ -116,24 +147,44 @@ class Policy:
 
     def evaluate(self, action: Mapping[str, Any], facts: Facts = NO_FACTS) -> PolicyResult:
         """Decide one action (a JSON object per SPEC §1) given what the store knows."""
-        if not isinstance(action, Mapping):
+        try:
+            run = self._runners[action["action"]]
+        except (KeyError, TypeError, IndexError):
+            return self._evaluate_general(action, facts)
+        return run(action, facts)
+
+    def _evaluate_general(self, action: Mapping[str, Any], facts: Facts) -> PolicyResult:
+        """The reference path: every case, every check. The runners only take shortcuts."""
+        if type(action) is not dict and not isinstance(action, Mapping):
             raise BadInput("an action must be a JSON object")
         name = action.get("action")
         if type(name) is not str or not name:
             raise BadInput("`action` must be a non-empty string naming the tool or operation")
-        plan = self._plans.get(name) or self._plan_for(name)
+        plan = self._plans.get(name)
+        if plan is None:
+            plan = self._plan_for(name)
+        if type(action) is dict and name not in self._runners:
+            if len(self._runners) >= _PLAN_CACHE_LIMIT:
+                self._runners.clear()
+            self._runners[name] = self._runner(plan, name)
         agent = action.get("agent")
+        if type(agent) is not str:
+            agent = None
         risk = plan.risk
         hint = action.get("risk")
         if hint is not None and type(hint) is str:
             hinted = _RISK_BY_NAME.get(hint)
-            if hinted is not None and hinted.rank > risk.rank:
-                risk = hinted
-        level = self.level_of(agent if type(agent) is str else None, facts)
-
-        if facts.paused is not None:
-            return self._result(_DENY, (), (f"paused: {facts.paused}",), risk, level)
-        if self._scopes and type(agent) is str:
+            if hinted is not None and _RISK_RANK[hinted] > _RISK_RANK[risk]:
+                risk = hinted  # a hint raises the risk class, never lowers it
+        if facts is NO_FACTS:
+            levels = self._levels
+            level = None if levels is None else levels.get(agent, self._default_level)
+        else:
+            if facts.paused is not None:
+                return self._result(_DENY, (), (f"paused: {facts.paused}",), risk,
+                                    self.level_of(agent, facts))
+            level = self.level_of(agent, facts)
+        if agent is not None and self._scopes:
             scope = self._scopes.get(agent)
             if scope is not None and not scope(name):
                 reason = (
@@ -141,75 +192,219 @@ class Policy:
                     f"not {name}"
                 )
                 return self._result(_DENY, (), (reason,), risk, level)
-        elif self._scopes and agent is None:
-            pass  # an action without an agent is checked by the caller's identity
 
-        # Matching rules (rule 2), each with the decision it contributes.
-        matched: list[tuple[Rule, Decision, str | None]] = []
-        extras: dict[str, Any] | None = None
-        for rule in plan.rules:
-            for cond in rule.conditions:
-                if not cond.holds(action):
-                    break
-            else:
-                note: str | None = None
-                decision = rule.decision
-                if rule.requires and _lacks_any(action, rule.requires):
-                    note = f"rule {rule.name}: {_missing_text(action, rule.requires)}"
-                elif rule.when is not None:
-                    if extras is None:
-                        extras = {
-                            "risk": risk.value,
-                            "novel": facts.novel,
-                            "novel_recipients": list(facts.novel_recipients),
-                            "failures": facts.failures,
-                        }
-                    outcome = rule.when.evaluate(action, extras)
-                    if outcome is False:
-                        continue
-                    if outcome is not True:
-                        assert isinstance(outcome, CelFailure)
-                        if outcome.missing:
-                            continue
-                        note = f"rule {rule.name}: CEL error: {outcome.message}"
-                        if _RANK[decision] < _RANK[_REQUIRE]:
-                            decision = _REQUIRE
-                matched.append((rule, decision, note))
-        return self._decide(action, facts, plan, risk, level, matched)
+        # Matching rules (rule 2). Notes (a missing required field, a CEL error) make
+        # the explanation specific to this action, so those results are not cached.
+        extras = self._plain_extras[risk] if facts is NO_FACTS else _extras(risk, facts)
+        matched: list[Rule] = []
+        notes: dict[Rule, str] | None = None
+        for rule, test in plan.tests:
+            outcome = test(action, extras)
+            if outcome is True:
+                matched.append(rule)
+            elif outcome is not False and outcome is not _CEL_MISSING and outcome is not None:
+                note = _resolve(rule, action, extras)
+                if note is not None:
+                    matched.append(rule)
+                    if note:
+                        if notes is None:
+                            notes = {}
+                        notes[rule] = note
+
+        env = action.get("environment")
+        if type(env) is not str or env not in self.environments:
+            env = None
+        if notes is not None:
+            result, escalatable = self._decide(risk, level, env, matched, notes)
+        else:
+            result, escalatable = self._cached_decision(plan, risk, level, env, tuple(matched))
+        if escalatable:
+            threshold = self._confidence_below
+            if threshold is not None:
+                confidence = action.get("confidence")
+                if confidence is not None and type(confidence) in (int, float) and (
+                    confidence < threshold
+                ):
+                    return self._escalate(result, action, facts)
+            if facts is not NO_FACTS and self._escalations(action, facts):
+                return self._escalate(result, action, facts)
+        return result
 
     # --- internals ----------------------------------------------------------------------
+    def _cached_decision(
+        self, plan: _Plan, risk: Risk, level: Level | None, env: str | None,
+        matched: tuple[Rule, ...],
+    ) -> tuple[PolicyResult, bool]:
+        # Without notes the result depends on nothing else, so it is shared.
+        key = (plan, risk, level, env, matched)
+        cached = self._results.get(key)
+        if cached is None:
+            cached = self._decide(risk, level, env, list(matched), None)
+            if len(self._results) >= _PLAN_CACHE_LIMIT:
+                self._results.clear()
+            self._results[key] = cached
+        return cached
+
+    def _narrow(
+        self, plan: _Plan, env: str | None, agent: str | None, caps: tuple[Any, ...] | None
+    ) -> _Narrowed:
+        """The plan's rules for one context, their context conditions already decided.
+
+        Conditions on `environment`, `agent` and `capabilities` (literals, globs, `in`,
+        regexes) are checked once here; the tests that remain look only at the rest.
+        """
+        probe: dict[str, Any] = {}
+        if env is not None:
+            probe["environment"] = env
+        if agent is not None:
+            probe["agent"] = agent
+        if caps is not None:
+            probe["capabilities"] = list(caps)
+        kept: list[tuple[Rule, RuleTest]] = []
+        for rule in plan.rules:
+            context, rest_test = self._split[rule]
+            for cond in context:
+                if not cond.holds(probe):
+                    break
+            else:
+                kept.append((rule, rest_test))
+        return tuple(kept), (env if env in self.environments else None)
+
+    def _runner(self, plan: _Plan, name: str) -> Callable[[Mapping[str, Any], Facts], PolicyResult]:
+        """A closure deciding `name` for the common case, falling back to the general path.
+
+        The common case: no facts from the store, no risk hint, no note-bearing rule
+        (missing required field, CEL error or fallback). Everything it reads is bound in
+        the closure, so a decision is a handful of dict lookups and the candidate tests.
+        """
+        general = self._evaluate_general
+        narrow = self._narrow
+        by_context: dict[tuple[Any, ...], _Narrowed] = {}
+        risk = plan.risk
+        plain_extras = self._plain_extras
+        # Enum members hash through a Python-level __hash__; key the cache by plain ints.
+        level_list: list[Level | None] = [None, *Level]
+        level_index = {
+            agent: level_list.index(lv) for agent, lv in (self._levels or {}).items()
+        }
+        default_index = level_list.index(self._default_level)
+        scopes = self._scopes
+        threshold = self._confidence_below
+        cache: dict[tuple[Any, ...], tuple[PolicyResult, bool]] = {}
+        decide = self._decide
+        no_facts = NO_FACTS
+        missing = _CEL_MISSING
+        denied: dict[str, PolicyResult] = {}  # scope denials, per agent
+        defaults_requirements = self._defaults_requirements
+        policy_hash = self.hash
+
+        def run(action: Mapping[str, Any], facts: Facts) -> PolicyResult:
+            if facts is not no_facts:
+                return general(action, facts)
+            agent = action.get("agent")
+            if type(agent) is not str:
+                if agent is not None:
+                    return general(action, facts)
+            elif agent in scopes and not scopes[agent](name):
+                result = denied.get(agent)
+                if result is None:
+                    result = denied[agent] = general(action, facts)
+                return result
+            now_risk = risk
+            hint = action.get("risk")
+            if hint is not None:
+                hinted = _RISK_BY_NAME.get(hint) if type(hint) is str else None
+                if hinted is not None and _RISK_RANK[hinted] > _RISK_RANK[risk]:
+                    now_risk = hinted
+            x = plain_extras[now_risk]
+            index = level_index.get(agent, default_index)
+            env = action.get("environment")
+            if env is not None and type(env) is not str:
+                return general(action, facts)
+            caps = action.get("capabilities")
+            if caps is not None:
+                if type(caps) is not list:
+                    return general(action, facts)
+                caps = tuple(caps)
+            context = (env, agent, caps)
+            try:
+                entry = by_context.get(context)
+            except TypeError:  # a capability that is not a string
+                return general(action, facts)
+            if entry is None:
+                if len(by_context) >= 4096:  # too many distinct contexts: no shortcut
+                    return general(action, facts)
+                entry = by_context[context] = narrow(plan, env, agent, caps)
+            tests, env = entry
+            matched: tuple[Rule, ...] = ()
+            lacking: tuple[tuple[Rule, tuple[str, ...]], ...] = ()
+            for rule, test in tests:
+                outcome = test(action, x)
+                if outcome is True:
+                    matched += (rule,)
+                elif type(outcome) is tuple:
+                    matched += (rule,)
+                    lacking += ((rule, outcome),)
+                elif outcome is not False and outcome is not missing and outcome is not None:
+                    return general(action, facts)
+            key = (index, now_risk, env, matched, lacking)
+            hit = cache.get(key)
+            if hit is None:
+                notes = {
+                    r: f"rule {r.name}: " + _lacking_text(names) for r, names in lacking
+                } or None
+                hit = decide(now_risk, level_list[index], env, list(matched), notes)
+                if len(cache) < 4096:
+                    cache[key] = hit
+            result, escalatable = hit
+            if escalatable and threshold is not None:
+                confidence = action.get("confidence")
+                if confidence is not None and type(confidence) in (int, float) and (
+                    confidence < threshold
+                ):
+                    return PolicyResult(
+                        decision=_REQUIRE, rules=(),
+                        reasons=(f"confidence {confidence} < {threshold}",),
+                        risk=now_risk, requirements=defaults_requirements,
+                        errors=result.errors, policy_hash=policy_hash, level=result.level,
+                    )
+            return result
+
+        return run
+
     def _decide(
         self,
-        action: Mapping[str, Any],
-        facts: Facts,
-        plan: _Plan,
         risk: Risk,
         level: Level | None,
-        matched: list[tuple[Rule, Decision, str | None]],
-    ) -> PolicyResult:
-        allow_rules = [r for r, d, _ in matched if d is _ALLOW]
+        env: str | None,
+        matched: list[Rule],
+        notes: dict[Rule, str] | None,
+    ) -> tuple[PolicyResult, bool]:
+        """The result for a set of matching rules, and whether escalation may raise it."""
+
+        def decision_of(rule: Rule) -> Decision:
+            # A CEL error applies the rule at no less than require_approval.
+            if notes is not None and rule in notes and "CEL error" in notes[rule]:
+                return rule.decision if _RANK[rule.decision] >= _RANK[_REQUIRE] else _REQUIRE
+            return rule.decision
+
+        decided = [(r, decision_of(r)) for r in matched]
+        allow_rules = [r for r, d in decided if d is _ALLOW]
         strongest = _ALLOW
-        for _, d, _ in matched:
+        for _, d in decided:
             if _RANK[d] > _RANK[strongest]:
                 strongest = d
         final = strongest
         base_reason: str | None = None
         if not allow_rules:  # an allow rule removes the baseline (rule 4)
-            base, reason = self._baseline_for(level, risk, action.get("environment"))
+            base, reason = self._baseline_for(level, risk, env)
             if _RANK[base] > _RANK[strongest] or not matched:
                 final, base_reason = base, reason
-        deciders = [r for r, d, _ in matched if d is final]
-        reasons = [note or r.reason for r, d, note in matched if d is final]
+        deciders = [r for r, d in decided if d is final]
+        reasons = [(notes or {}).get(r) or r.reason for r in deciders]
         if base_reason is not None:
             reasons.insert(0, base_reason)
-        errors = [note for _, _, note in matched if note is not None and "CEL error" in note]
-
-        if (final is _ALLOW or final is _NOTIFY) and self._has_escalation and not (
-            allow_rules and strongest is _ALLOW and all(not r.escalation for r in allow_rules)
-        ):
-            signals = self._escalations(action, facts)
-            if signals:  # escalation raises, never lowers (rule 5)
-                final, deciders, reasons = _REQUIRE, [], signals
+        errors = [n for n in (notes or {}).values() if "CEL error" in n]
 
         requirements: Requirements | None = None
         if final is _REQUIRE:
@@ -220,12 +415,14 @@ class Policy:
                 requirements = Requirements(gates=tuple(gates))
             else:
                 requirements = self._defaults_requirements
-        fail_open = (
-            (final is _ALLOW or final is _NOTIFY)
-            and bool(matched)
-            and all(r.fail_open for r, _, _ in matched)
+        final_allows = final is _ALLOW or final is _NOTIFY
+        fail_open = final_allows and bool(matched) and all(r.fail_open for r in matched)
+        # Escalation raises allow/notify (rule 5), unless only allow rules decided and
+        # every one of them opted out.
+        escalatable = final_allows and self._has_escalation and not (
+            allow_rules and strongest is _ALLOW and all(not r.escalation for r in allow_rules)
         )
-        return PolicyResult(
+        result = PolicyResult(
             decision=final,
             rules=tuple(r.name for r in deciders),
             reasons=tuple(reasons),
@@ -235,6 +432,22 @@ class Policy:
             errors=tuple(errors),
             policy_hash=self.hash,
             level=level,
+        )
+        return result, escalatable
+
+    def _escalate(
+        self, result: PolicyResult, action: Mapping[str, Any], facts: Facts
+    ) -> PolicyResult:
+        return PolicyResult(
+            decision=_REQUIRE,
+            rules=(),
+            reasons=tuple(self._escalations(action, facts)),
+            risk=result.risk,
+            requirements=self._defaults_requirements,
+            fail_open=False,
+            errors=result.errors,
+            policy_hash=self.hash,
+            level=result.level,
         )
 
     def _result(
@@ -278,7 +491,7 @@ class Policy:
             if isinstance(confidence, (int, float)) and not isinstance(confidence, bool) and (
                 confidence < threshold
             ):
-                out.append(f"confidence {confidence:g} < {threshold:g}")
+                out.append(f"confidence {confidence} < {threshold}")
         if cfg.novel_action and facts.novel:
             out.append(
                 f"novel action: no earlier successful {action.get('action')} by "
@@ -309,11 +522,111 @@ class Policy:
             if any(t(name) for t in tests) and rule not in candidates:
                 candidates.append(rule)
         candidates.sort(key=lambda r: r.index)
-        plan = _Plan(risk=risk, rules=tuple(dict.fromkeys(candidates)))
+        rules = tuple(dict.fromkeys(candidates))
+        plan = _Plan(risk=risk, rules=rules, tests=tuple((r, rule_test(r)) for r in rules))
         if len(self._plans) >= _PLAN_CACHE_LIMIT:
             self._plans.clear()  # a flood of distinct names must not grow memory without end
         self._plans[name] = plan
         return plan
+
+
+def _extras(risk: Risk, facts: Facts) -> dict[str, Any]:
+    """What `when` sees beside the action's own fields."""
+    return {
+        "risk": risk.value,
+        "novel": facts.novel,
+        "novel_recipients": list(facts.novel_recipients),
+        "failures": facts.failures,
+    }
+
+
+#: A compiled rule test: True (matches), False / MISSING / None (does not), or anything
+#: else to mean "resolve it the slow way" (`_resolve`).
+RuleTest = Callable[[Mapping[str, Any], Mapping[str, Any]], Any]
+_SLOW = object()
+
+
+def rule_test(rule: Rule, conditions: tuple[Condition, ...] | None = None) -> RuleTest:
+    """One closure for a rule's match, requires and `when`, built for the common case.
+
+    `conditions`: the match entries still to check (default: all of the rule's).
+    """
+    if conditions is None:
+        conditions = rule.conditions
+    checks = tuple(c.predicate() for c in conditions)
+    when = rule.when
+    fast = when.fast if when is not None else None
+    if rule.requires:
+        # A missing required field applies the rule with a note naming it.
+        requires = rule.requires
+        flat = all(len(p) == 1 for p in requires)
+        names = tuple(p[0] for p in requires)
+
+        def with_requires(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
+            for check in checks:
+                if not check(a):
+                    return False
+            if not flat:
+                return _SLOW
+            lacking = tuple(field for field in names if a.get(field) is None)
+            if lacking:
+                return lacking  # the rule applies, with a note naming these (rule 2)
+            if fast is None:
+                return _SLOW if when is not None else True
+            return fast(a, x)
+
+        return with_requires
+    if when is None:
+        if not checks:
+            return lambda a, x: True
+        if len(checks) == 1:
+            return conditions[0].rule_test()
+        if len(checks) == 2:
+            c1, c2 = checks
+            return lambda a, x: c1(a) and c2(a)
+        if len(checks) == 3:
+            d1, d2, d3 = checks
+            return lambda a, x: d1(a) and d2(a) and d3(a)
+
+        def all_checks(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
+            for check in checks:
+                if not check(a):
+                    return False
+            return True
+
+        return all_checks
+    if fast is None:
+        def library(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
+            for check in checks:
+                if not check(a):
+                    return False
+            return _SLOW
+
+        return library
+    if not checks:
+        return fast  # True / False / MISSING answer directly; anything else -> _resolve
+
+    def checked_fast(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
+        for check in checks:
+            if not check(a):
+                return False
+        return fast(a, x)
+
+    return checked_fast
+
+
+def _resolve(rule: Rule, action: Mapping[str, Any], extras: Mapping[str, Any]) -> str | None:
+    """The slow way: None (no match), "" (matches), or a note saying why it applies."""
+    if rule.requires and _lacks_any(action, rule.requires):
+        return f"rule {rule.name}: {_missing_text(action, rule.requires)}"
+    if rule.when is None:
+        return ""
+    outcome = rule.when.evaluate(action, extras)
+    if outcome is True:
+        return ""
+    if outcome is False or outcome.missing:
+        return None
+    return f"rule {rule.name}: CEL error: {outcome.message}"
 
 
 def _get_path(action: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -331,5 +644,8 @@ def _lacks_any(action: Mapping[str, Any], paths: tuple[tuple[str, ...], ...]) ->
 
 
 def _missing_text(action: Mapping[str, Any], paths: tuple[tuple[str, ...], ...]) -> str:
-    missing = [".".join(p) for p in paths if _get_path(action, p) is None]
-    return "required " + ", ".join(f"`{m}`" for m in missing) + " missing or null"
+    return _lacking_text(tuple(".".join(p) for p in paths if _get_path(action, p) is None))
+
+
+def _lacking_text(names: tuple[str, ...]) -> str:
+    return "required " + ", ".join(f"`{m}`" for m in names) + " missing or null"

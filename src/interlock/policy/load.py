@@ -468,6 +468,7 @@ class _Loader:
             escalation=escalation, fail_open=fail_open,
             match_spec=plain(spec.get("match") or {}), reason=f"rule {name}",
             requirements=None if gate is None else Requirements(gates=(gate,)),
+            checks=tuple(c.predicate() for c in conditions),
         )
 
     def field_path(self, path: str, where: Path, what: str) -> bool:

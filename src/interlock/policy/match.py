@@ -47,12 +47,86 @@ class Condition:
     exists_only: bool | None = None
     """Set for a bare `{exists: X}`: the condition is about presence alone."""
 
+    def predicate(self) -> Callable[[Mapping[str, Any]], bool]:
+        """`holds` as one specialised closure for the shapes most rules use."""
+        if len(self.path) == 2 and self.exists_only is None:
+            return self._nested()
+        if len(self.path) != 1:
+            return self.holds
+        key, test, exists, spec = self.path[0], self.test, self.exists_only, self.spec
+        if exists is not None:
+            return lambda a: (a.get(key) is not None) is exists
+        if isinstance(spec, str) and not is_glob(spec):
+            return lambda a: (v := a.get(key)) == spec or (type(v) is list and spec in v)
+        if isinstance(spec, list) and all(isinstance(x, str) and not is_glob(x) for x in spec):
+            members = frozenset(spec)
+
+            def any_of(a: Mapping[str, Any]) -> bool:
+                v = a.get(key)
+                if type(v) is str:
+                    return v in members
+                if type(v) is list:
+                    for x in v:
+                        if type(x) is str and x in members:
+                            return True
+                return False
+
+            return any_of
+        if isinstance(spec, dict) and len(spec) == 1:
+            (op, bound), = spec.items()
+            if op in ("gt", "gte", "lt", "lte") and _number(bound):
+                return _numeric(key, op, bound, test)
+
+        def check(a: Mapping[str, Any]) -> bool:
+            v = a.get(key)
+            if v is None:
+                return False
+            if type(v) is list:
+                for x in v:
+                    if test(x):
+                        return True
+                return False
+            return test(v)
+
+        return check
+
+    def _nested(self) -> Callable[[Mapping[str, Any]], bool]:
+        """`args.force: true` and the like: two lookups, then the test."""
+        outer, inner = self.path
+        test = self.test
+
+        def nested(a: Mapping[str, Any]) -> bool:
+            parent = a.get(outer)
+            if type(parent) is not dict:
+                return False
+            v = parent.get(inner)
+            if v is None:
+                return False
+            if type(v) is list:
+                for x in v:
+                    if test(x):
+                        return True
+                return False
+            return test(v)
+
+        return nested
+
+    def rule_test(self) -> Callable[[Mapping[str, Any], Any], bool]:
+        """A two-argument test for a rule made of this one condition (the engine's shape)."""
+        spec = self.spec
+        if len(self.path) == 1 and isinstance(spec, str) and not is_glob(spec):
+            key = self.path[0]
+            # `environment: production`, `capabilities: payment`: no call below this one.
+            return lambda a, x: (v := a.get(key)) == spec or (type(v) is list and spec in v)
+        one = self.predicate()
+        return lambda a, x: one(a)
+
     def holds(self, action: Mapping[str, Any]) -> bool:
         value: Any = action
         for part in self.path:
-            if type(value) is dict and part in value:
+            if isinstance(value, Mapping) and value.get(part) is not None:
                 value = value[part]
-            else:
+            else:  # missing or null: only `exists: false` matches
                 return self.exists_only is False
         if self.exists_only is not None:
             return self.exists_only
@@ -60,6 +134,31 @@ class Condition:
             test = self.test
             return any(test(v) for v in value)
         return self.test(value)
+
+
+def _numeric(
+    key: str, op: str, bound: Any, test: ValueTest
+) -> Callable[[Mapping[str, Any]], bool]:
+    """`{gt: 500}` and friends on a top-level field, as one closure."""
+
+    def compare(a: Mapping[str, Any]) -> bool:
+        v: Any = a.get(key)
+        t = type(v)
+        if t is int or t is float:
+            if op == "gt":
+                return bool(v > bound)
+            if op == "gte":
+                return bool(v >= bound)
+            if op == "lt":
+                return bool(v < bound)
+            return bool(v <= bound)
+        if t is list:
+            for x in v:
+                if test(x):
+                    return True
+        return False
+
+    return compare
 
 
 def is_glob(text: str) -> bool:
@@ -178,12 +277,28 @@ def operator_tests(spec: Mapping[str, Any]) -> tuple[list[ValueTest], bool | Non
     return tests, exists
 
 
+def _all_of(tests: list[ValueTest]) -> ValueTest:
+    def all_of(v: Any) -> bool:
+        for t in tests:
+            if not t(v):
+                return False
+        return True
+
+    return all_of
+
+
 def _negate(test: ValueTest) -> ValueTest:
     return lambda v: not test(v)
 
 
 def _any_of(tests: list[ValueTest]) -> ValueTest:
-    return lambda v: any(t(v) for t in tests)
+    def any_of(v: Any) -> bool:
+        for t in tests:
+            if t(v):
+                return True
+        return False
+
+    return any_of
 
 
 def _equals(text: str) -> ValueTest:
@@ -196,10 +311,7 @@ def compile_condition(path: tuple[str, ...], spec: Any) -> Condition:
     if isinstance(spec, list):
         if not spec:
             raise MatchSpecError("an empty list matches nothing")
-        alternatives = [literal_test(s) for s in spec]
-        return Condition(
-            path=path, spec=spec, test=lambda v: any(t(v) for t in alternatives)
-        )
+        return Condition(path=path, spec=spec, test=_any_of([literal_test(s) for s in spec]))
     if isinstance(spec, dict):
         if not spec:
             raise MatchSpecError("an empty operator map")
@@ -208,7 +320,7 @@ def compile_condition(path: tuple[str, ...], spec: Any) -> Condition:
             return Condition(path=path, spec=spec, test=lambda v: True, exists_only=exists)
         if len(tests) == 1:
             return Condition(path=path, spec=spec, test=tests[0])
-        return Condition(path=path, spec=spec, test=lambda v: all(t(v) for t in tests))
+        return Condition(path=path, spec=spec, test=_all_of(tests))
     return Condition(path=path, spec=spec, test=literal_test(spec))
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from interlock.policy.cel import CelCondition
 from interlock.policy.match import Condition
@@ -100,6 +101,8 @@ class Rule:
     """`rule NAME`, prebuilt."""
     requirements: Requirements | None = None
     """Requirements when this rule alone asks for approval, prebuilt."""
+    checks: tuple[Callable[[Mapping[str, Any]], bool], ...] = ()
+    """`conditions` as one-argument predicates, specialised for speed."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -235,10 +235,11 @@ NO_FACTS = Facts()
 
 @dataclass(kw_only=True, slots=True)
 class PolicyResult:
-    """The policy's answer for one action, with its explanation.
+    """The policy's answer for one action, with its explanation. Read-only by contract.
 
-    Not frozen: it is built on every decision, and a frozen dataclass's `__init__` costs
-    several times more. Treat it as read-only.
+    Not `frozen`: a frozen dataclass costs five times more to build, and results are
+    built on the hot path. The engine hands one instance to every action that decides
+    alike, so never assign to a result's fields; build a new one.
     """
 
     decision: Decision
