@@ -102,3 +102,28 @@ def test_pause_agents_and_annotations(store: Store) -> None:
         ("review", "reversed"), ("rating", "incorrect")]
     agent = store.agent("ops-agent")
     assert agent is not None and agent.reversals == 1 and agent.approvals == 1
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_facts_and_sweeper_use_indexes(store: Store) -> None:
+    import sqlalchemy as sa
+
+    from interlock.store import schema as t
+
+    r = t.requests.c
+    queries = [
+        sa.select(r.id).where(t.in_state("pending"), r.deadline <= 5),
+        sa.select(r.id).where(t.in_state("executing"), r.lease_expires_at <= 5),
+        sa.select(r.id).where(r.agent == "a", r.action_name == "x", r.environment == "p",
+                              t.in_state("succeeded")),
+        sa.select(r.id).where(r.agent == "a", r.run_id == "r", r.action_name == "x",
+                              t.in_state("failed")),
+        sa.select(r.id).where(r.agent == "a", t.in_state("pending")),
+    ]
+    with store.engine.connect() as conn:
+        for q in queries:
+            sql = str(q.compile(dialect=store.engine.dialect,
+                                compile_kwargs={"literal_binds": True}))
+            plan = " ".join(str(row[3]) for row in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + sql))
+            assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan

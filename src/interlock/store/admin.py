@@ -83,7 +83,7 @@ class Store(LifecycleStore):
         correction: Any,
     ) -> Annotation:
         with self._write() as tx:
-            row = self._load(tx.conn, request_id, lock=False)
+            row = self._load(tx, request_id, lock=False)
             if State(row["state"]) not in FINAL:
                 raise Conflict(f"request `{request_id}` is {row['state']}: only a finished "
                                "request can be annotated", code="not_finished")

@@ -16,7 +16,16 @@ from interlock.policy.records import Facts, OnTimeout, PolicyResult, Requirement
 from interlock.policy.redact import compile_paths, redact
 from interlock.store import quorum
 from interlock.store import schema as t
-from interlock.store.core import Row, StoreBase, Tx, digest_of, dumps, new_id, to_request
+from interlock.store.core import (
+    _INSERT_REQUEST,
+    Row,
+    StoreBase,
+    Tx,
+    digest_of,
+    dumps,
+    new_id,
+    to_request,
+)
 from interlock.store.records import (
     CLAIMABLE,
     DECISION_STATE,
@@ -29,18 +38,18 @@ from interlock.store.records import (
 )
 
 _COUNTS: dict[tuple[str, ...], Any] = {}
+_INSERT_VOTE = t.votes.insert()
+_EARLIER_VOTES = sa.select(t.votes.c.verdict, t.votes.c.args).where(
+    t.votes.c.request_id == sa.bindparam("rid"),
+    t.votes.c.reviewer == sa.bindparam("reviewer"),
+    t.votes.c.round == sa.bindparam("round"),
+)
 _CLAIMED = frozenset({State.EXECUTING, State.SUCCEEDED, State.FAILED, State.UNKNOWN})
 
 
 class LifecycleStore(StoreBase):
     """Requests from submission to outcome."""
 
-    @property
-    def _agent_seen(self) -> Any:
-        stmt = self.__dict__.get("_agent_seen_stmt")
-        if stmt is None:
-            stmt = self.__dict__["_agent_seen_stmt"] = self.backend.insert_ignore(t.agents)
-        return stmt
 
     # -- submit ----------------------------------------------------------------------
 
@@ -85,7 +94,7 @@ class LifecycleStore(StoreBase):
                     return to_request(dict(existing))
             revision_of = _opt_str(stored, "revision_of")
             if revision_of is not None:
-                prior = self._load(tx.conn, revision_of, lock=False)
+                prior = self._load(tx, revision_of, lock=False)
                 if prior["agent"] != agent:
                     raise NotFound(f"no request `{revision_of}`")
             rid = new_id(tx.now)
@@ -124,8 +133,7 @@ class LifecycleStore(StoreBase):
                 "ttl_expires_at": None,
                 "lease_expires_at": None,
             }
-            tx.conn.execute(t.requests.insert(), row)
-            tx.conn.execute(self._agent_seen, {"name": agent, "updated_at": tx.now})
+            tx.run(_INSERT_REQUEST, row)
             actor = f"agent:{agent}"
             tx.audit(
                 actor, "submitted",
@@ -167,7 +175,7 @@ class LifecycleStore(StoreBase):
         if args is not None and redact_paths:
             args = redact({"args": args}, compile_paths(redact_paths))["args"]
         with self._write() as tx:
-            row = self._load(tx.conn, request_id, lock=True)
+            row = self._load(tx, request_id, lock=True)
             if self._same_vote(tx, row, reviewer, verdict, args):
                 return to_request(row)
             if version is not None and version != row["version"]:
@@ -250,23 +258,19 @@ class LifecycleStore(StoreBase):
     def _same_vote(
         self, tx: Tx, row: Row, reviewer: Reviewer, verdict: str, args: dict[str, Any] | None
     ) -> bool:
-        earlier = tx.conn.execute(
-            sa.select(t.votes.c.verdict, t.votes.c.args).where(
-                t.votes.c.request_id == row["id"],
-                t.votes.c.reviewer == reviewer.name,
-                t.votes.c.round == row["round"],
-            )
-        ).all()
+        earlier = tx.run(
+            _EARLIER_VOTES, {"rid": row["id"], "reviewer": reviewer.name, "round": row["round"]}
+        ).fetchall()
         wanted = None if args is None else dumps(args)
-        return any(v.verdict == verdict and v.args == wanted for v in earlier)
+        return any(v == verdict and a == wanted for v, a in earlier)
 
     def _insert_vote(
         self, tx: Tx, row: Row, reviewer: Reviewer, verdict: str, note: str | None,
         args: dict[str, Any] | None, labels: list[str], confirmed: bool,
         *, vote_round: int | None = None,
     ) -> None:
-        tx.conn.execute(
-            t.votes.insert(),
+        tx.run(
+            _INSERT_VOTE,
             {"request_id": row["id"], "reviewer": reviewer.name, "verdict": verdict,
              "note": note, "args": None if args is None else dumps(args),
              "counted": dumps(labels), "confirmed": confirmed,
@@ -281,8 +285,12 @@ class LifecycleStore(StoreBase):
             stmt = _COUNTS[keys] = t.agents.update().where(c.name == sa.bindparam("agent")).values(
                 {**{c[k]: c[k] + sa.bindparam(f"d_{k}") for k in keys},
                  c.updated_at: sa.bindparam("now")})
-        tx.conn.execute(stmt, {"agent": agent, "now": tx.now,
-                               **{f"d_{k}": deltas[k] for k in keys}})
+        values = {"agent": agent, "now": tx.now, **{f"d_{k}": deltas[k] for k in keys}}
+        if tx.run(stmt, values).rowcount == 0:
+            # first count for this agent: create its row, then count
+            tx.conn.execute(self.backend.insert_ignore(t.agents).values(name=agent,
+                                                                        updated_at=tx.now))
+            tx.run(stmt, values)
 
     def delegate(
         self, request_id: str, *, reviewer: Reviewer, to: Sequence[str],
@@ -290,7 +298,7 @@ class LifecycleStore(StoreBase):
     ) -> Request:
         """Add approvers (groups or `user:NAME`) to the stages this reviewer may vote in."""
         with self._write() as tx:
-            row = self._load(tx.conn, request_id, lock=True)
+            row = self._load(tx, request_id, lock=True)
             if version is not None and version != row["version"]:
                 raise Conflict(f"request `{request_id}` is at version {row['version']}, "
                                f"not {version}", code="stale_version")
@@ -317,7 +325,7 @@ class LifecycleStore(StoreBase):
     def claim(self, request_id: str, *, agent: str, lease: float) -> Claim:
         """Claim a decided request once; every other answer is SPEC §4's."""
         with self._write() as tx:
-            row = self._load(tx.conn, request_id, lock=True)
+            row = self._load(tx, request_id, lock=True)
             if row["agent"] != agent:
                 raise NotFound(f"no request `{request_id}`")
             state = State(row["state"])
@@ -370,7 +378,7 @@ class LifecycleStore(StoreBase):
         """Report how a claimed action went; only from executing."""
         to = _outcome_state(status)
         with self._write() as tx:
-            row = self._load(tx.conn, request_id, lock=True)
+            row = self._load(tx, request_id, lock=True)
             if row["agent"] != agent:
                 raise NotFound(f"no request `{request_id}`")
             if row["state"] != State.EXECUTING.value:
@@ -400,7 +408,7 @@ class LifecycleStore(StoreBase):
     def cancel(self, request_id: str, *, agent: str, reason: str | None = None) -> Request:
         """The agent withdraws a request it has not claimed."""
         with self._write() as tx:
-            row = self._load(tx.conn, request_id, lock=True)
+            row = self._load(tx, request_id, lock=True)
             if row["agent"] != agent:
                 raise NotFound(f"no request `{request_id}`")
             row = self._transition(
@@ -419,7 +427,7 @@ class LifecycleStore(StoreBase):
         if to is None:
             raise BadInput(f"unknown resolution `{status}`")
         with self._write() as tx:
-            row = self._load(tx.conn, request_id, lock=True)
+            row = self._load(tx, request_id, lock=True)
             current = State(row["state"])
             fits = (current is State.SUGGESTED and to in (State.DONE, State.DISMISSED)) or (
                 current is State.UNKNOWN and to in (State.SUCCEEDED, State.FAILED)
@@ -444,7 +452,7 @@ class LifecycleStore(StoreBase):
         with self._write() as tx:
             due = tx.conn.execute(
                 sa.select(t.requests)
-                .where(t.requests.c.state == State.PENDING.value,
+                .where(t.in_state(State.PENDING.value),
                        t.requests.c.deadline <= tx.now)
                 .order_by(t.requests.c.deadline).limit(limit)
                 .with_for_update(skip_locked=True)
@@ -453,7 +461,7 @@ class LifecycleStore(StoreBase):
                 self._timeout(tx, dict(r), report)
             leases = tx.conn.execute(
                 sa.select(t.requests)
-                .where(t.requests.c.state == State.EXECUTING.value,
+                .where(t.in_state(State.EXECUTING.value),
                        t.requests.c.lease_expires_at <= tx.now)
                 .order_by(t.requests.c.lease_expires_at).limit(limit)
                 .with_for_update(skip_locked=True)
@@ -528,14 +536,14 @@ class LifecycleStore(StoreBase):
             env = r.environment.is_(None) if environment is None else r.environment == environment
             seen = conn.execute(
                 sa.select(r.id).where(r.agent == agent, r.action_name == action, env,
-                                      r.state == State.SUCCEEDED.value).limit(1)
+                                      t.in_state(State.SUCCEEDED.value)).limit(1)
             ).first()
             failures = 0
             if run_id is not None:
                 failures = int(conn.execute(
                     sa.select(sa.func.count()).select_from(t.requests).where(
                         r.agent == agent, r.run_id == run_id, r.action_name == action,
-                        r.state == State.FAILED.value)
+                        t.in_state(State.FAILED.value))
                 ).scalar_one())
             novel_recipients: tuple[str, ...] = ()
             if recipients:

@@ -45,13 +45,29 @@ requests = sa.Table(
     sa.Column("ttl_expires_at", _Time, nullable=True),
     sa.Column("lease_expires_at", _Time, nullable=True),
     sa.UniqueConstraint("agent", "idempotency_key", name="uq_requests_idempotency"),
-    sa.Index("ix_requests_state_deadline", "state", "deadline"),
-    sa.Index("ix_requests_state_lease", "state", "lease_expires_at"),
     sa.Index("ix_requests_agent_batch", "agent", "batch_id"),
-    sa.Index("ix_requests_novel", "agent", "action_name", "environment", "state"),
-    sa.Index("ix_requests_run_failures", "agent", "run_id", "action_name", "state"),
-    sa.Index("ix_requests_agent_state", "agent", "state"),
 )
+
+def in_state(state: str) -> sa.ColumnElement[bool]:
+    """`state = '<state>'` with the value inline, so planners can use the partial indexes."""
+    if not state.isidentifier():
+        raise ValueError(state)
+    return requests.c.state == sa.literal_column(f"'{state}'")
+
+
+# Partial indexes: each holds only the rows one query looks for (the sweeper's due requests,
+# the facts' successes and failures), so a state change touches few index pages.
+def _partial(name: str, state: str, *columns: str) -> sa.Index:
+    where = in_state(state)
+    return sa.Index(name, *(requests.c[c] for c in columns), sqlite_where=where,
+                    postgresql_where=where)
+
+
+_partial("ix_requests_pending_deadline", "pending", "deadline")
+_partial("ix_requests_pending_agent", "pending", "agent")
+_partial("ix_requests_executing_lease", "executing", "lease_expires_at")
+_partial("ix_requests_succeeded", "succeeded", "agent", "action_name", "environment")
+_partial("ix_requests_failed", "failed", "agent", "run_id", "action_name")
 
 votes = sa.Table(
     "votes",
