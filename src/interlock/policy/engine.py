@@ -294,28 +294,28 @@ class Policy:
         decide = self._decide
         no_facts = NO_FACTS
         missing = _CEL_MISSING
-        denied: dict[str, PolicyResult] = {}  # scope denials, per agent
+        denied: dict[tuple[str, Risk], PolicyResult] = {}  # scope denials
         defaults_requirements = self._defaults_requirements
         policy_hash = self.hash
 
         def run(action: Mapping[str, Any], facts: Facts) -> PolicyResult:
             if facts is not no_facts:
                 return general(action, facts)
-            agent = action.get("agent")
-            if type(agent) is not str:
-                if agent is not None:
-                    return general(action, facts)
-            elif agent in scopes and not scopes[agent](name):
-                result = denied.get(agent)
-                if result is None:
-                    result = denied[agent] = general(action, facts)
-                return result
             now_risk = risk
             hint = action.get("risk")
             if hint is not None:
                 hinted = _RISK_BY_NAME.get(hint) if type(hint) is str else None
                 if hinted is not None and _RISK_RANK[hinted] > _RISK_RANK[risk]:
                     now_risk = hinted
+            agent = action.get("agent")
+            if type(agent) is not str:
+                if agent is not None:
+                    return general(action, facts)
+            elif agent in scopes and not scopes[agent](name):
+                result = denied.get((agent, now_risk))
+                if result is None:
+                    result = denied[(agent, now_risk)] = general(action, facts)
+                return result
             x = plain_extras[now_risk]
             index = level_index.get(agent, default_index)
             env = action.get("environment")

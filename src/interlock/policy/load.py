@@ -531,10 +531,7 @@ class _Loader:
             message = text.splitlines()[0] if text else "does not compile"
             if m is not None:
                 message = m.group(3)
-                if int(m.group(1)) == 1:
-                    raw_line = self.src.text.splitlines()[line - 1] if line >= 1 else ""
-                    quoted = col - 1 < len(raw_line) and raw_line[col - 1] in "'\""
-                    col += int(m.group(2)) - 1 + (1 if quoted else 0)
+                line, col = self.cel_position(line, col, int(m.group(1)), int(m.group(2)))
             self.src.diagnostics.append(Diagnostic(
                 file=self.src.file, line=line, col=col,
                 message=f"`when` is not valid CEL: {_lower_first(message)}"))
@@ -542,6 +539,24 @@ class _Loader:
         except Exception as exc:  # the library may raise other errors for odd input
             self.err(where, f"`when` is not valid CEL: {exc}")
             return None
+
+    def cel_position(self, line: int, col: int, cel_line: int, cel_col: int) -> tuple[int, int]:
+        """File position of CEL's (line, col) inside a `when` value starting at (line, col)."""
+        lines = self.src.text.splitlines()
+        raw = lines[line - 1] if 0 < line <= len(lines) else ""
+        head = raw[col - 1:].strip()
+        if head[:1] in ("|", ">"):  # a block scalar: content starts on the next line
+            target = line + cel_line
+            text = lines[target - 1] if 0 < target <= len(lines) else ""
+            first = next((ln for ln in lines[line:] if ln.strip()), "")
+            indent = len(first) - len(first.lstrip())
+            return target, indent + cel_col
+        if cel_line == 1:
+            quoted = col - 1 < len(raw) and raw[col - 1] in "'\""
+            return line, col + cel_col - 1 + (1 if quoted else 0)
+        target = line + cel_line - 1
+        text = lines[target - 1] if 0 < target <= len(lines) else ""
+        return target, len(text) - len(text.lstrip()) + cel_col
 
     def gate(self, spec: dict[Any, Any], where: Path, name: str, defaults: Defaults,
              action_patterns: tuple[str, ...] | None) -> Gate:
