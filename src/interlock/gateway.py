@@ -1,0 +1,384 @@
+"""The one joint between policy and store: submit -> decide -> claim -> outcome.
+
+Every face (HTTP API, reviewer UI, CLI, SDK, integrations) calls these methods and nothing
+below them: identity checks, policy evaluation with the store's facts, limits, the kill
+switch, re-evaluation of edited arguments and typed confirmation all live here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from interlock.errors import BadInput, Forbidden, NotFound, TooMany
+from interlock.policy import Policy
+from interlock.policy.match import compile_glob
+from interlock.policy.records import (
+    NO_FACTS,
+    Decision,
+    Facts,
+    PolicyResult,
+    Requirements,
+)
+from interlock.store import Claim, Request, Reviewer, State, Store, Vote
+from interlock.store.records import Verdict
+
+#: Fields the SDK and integrations take from `args` when the action lacks them (SPEC §1).
+FILLED_FROM_ARGS = ("amount", "currency", "recipients", "affected_records", "environment")
+#: Groups every admin belongs to, besides their own.
+ADMIN_GROUP = "admin"
+
+Role = Literal["agent", "reviewer", "admin"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Principal:
+    """Who is calling, as their token says."""
+
+    role: Role
+    """agent, reviewer or admin."""
+    name: str
+    """Agent name or reviewer name."""
+    groups: tuple[str, ...] = ()
+    """Reviewer groups (admins are also in `admin`)."""
+    environment: str | None = None
+    """An agent token's pinned environment."""
+    actions: tuple[str, ...] = ()
+    """An agent token's allowed action globs (empty: any)."""
+    token_id: str | None = None
+    """The token's id, for the audit trail."""
+
+    @property
+    def reviewer(self) -> Reviewer:
+        groups = self.groups if self.role != "admin" else (*self.groups, ADMIN_GROUP)
+        return Reviewer(name=self.name, groups=tuple(dict.fromkeys(groups)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Submitted:
+    """What `submit` answers: the stored request and the policy's explanation of it."""
+
+    request: Request
+    result: PolicyResult
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchOutcome:
+    """The answer to a batch decision."""
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    """Per decided item: `{id, state, version}`."""
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    """Per skipped item: `{id, reason}`."""
+
+
+class Gateway:
+    """Policy + store, with the rules that sit between them."""
+
+    def __init__(self, policy: Policy, store: Store, *, public_url: str | None = None) -> None:
+        self.policy = policy
+        self.store = store
+        self.public_url = (public_url or "").rstrip("/")
+        self._rate: dict[str, deque[float]] = {}
+        self._rate_lock = threading.Lock()
+        self._needs_history = bool(
+            policy.escalation.novel_action
+            or policy.escalation.novel_recipient
+            or policy.escalation.repeated_failures is not None
+            or policy.autonomy is not None
+        )
+
+    # --- agents -----------------------------------------------------------------------
+    def prepare(self, body: Mapping[str, Any], agent: Principal) -> dict[str, Any]:
+        """The action as the policy and store will see it, checked against the token."""
+        if not isinstance(body, Mapping):
+            raise BadInput("an action must be a JSON object")
+        action = dict(body)
+        name = action.get("action")
+        if not isinstance(name, str) or not name.strip():
+            raise BadInput("`action` is required: a non-empty string naming the operation")
+        claimed = action.get("agent")
+        if claimed is not None and claimed != agent.name:
+            raise Forbidden(
+                f"the body names agent `{claimed}` but the token is agent `{agent.name}`",
+                code="agent_mismatch",
+            )
+        action["agent"] = agent.name
+        args = action.get("args")
+        if args is None:
+            args = action["args"] = {}
+        if not isinstance(args, dict):
+            raise BadInput("`args` must be an object")
+        for key in FILLED_FROM_ARGS:
+            if action.get(key) is None and args.get(key) is not None:
+                action[key] = args[key]
+        if agent.environment is not None:
+            env = action.get("environment")
+            if env is not None and env != agent.environment:
+                raise Forbidden(
+                    f"this token is pinned to environment `{agent.environment}`, "
+                    f"not `{env}`",
+                    code="environment_pinned",
+                )
+            action["environment"] = agent.environment
+        if agent.actions and not any(compile_glob(p)(name) for p in agent.actions):
+            raise Forbidden(
+                f"this token may only propose {', '.join(agent.actions)}, not `{name}`",
+                code="action_not_allowed",
+            )
+        return action
+
+    def facts_for(self, action: Mapping[str, Any]) -> Facts:
+        """What the store knows of this action's history, plus the kill switch."""
+        agent = str(action["agent"])
+        paused = self.store.paused(agent)
+        if not self._needs_history:
+            return Facts(paused=paused) if paused is not None else NO_FACTS
+        context = action.get("context")
+        run_id = context.get("run_id") if isinstance(context, dict) else None
+        recipients = action.get("recipients")
+        facts = self.store.facts(
+            agent=agent,
+            action=str(action["action"]),
+            environment=action.get("environment") if isinstance(
+                action.get("environment"), str) else None,
+            run_id=run_id if isinstance(run_id, str) else None,
+            recipients=[str(r) for r in recipients] if isinstance(recipients, list) else (),
+        )
+        if paused is not None:
+            facts = Facts(
+                novel=facts.novel, novel_recipients=facts.novel_recipients,
+                failures=facts.failures, level=facts.level, paused=paused,
+            )
+        return facts
+
+    def evaluate(self, body: Mapping[str, Any], agent: Principal | None) -> PolicyResult:
+        """The decision and its explanation, storing nothing (`POST /v1/evaluate`)."""
+        if agent is not None and agent.role == "agent":
+            action = self.prepare(body, agent)
+            return self.policy.evaluate(action, self.facts_for(action))
+        if not isinstance(body, Mapping):
+            raise BadInput("an action must be a JSON object")
+        return self.policy.evaluate(dict(body))
+
+    def submit(self, body: Mapping[str, Any], agent: Principal) -> Submitted:
+        """Decide and store an action; the same idempotency key returns the first request."""
+        action = self.prepare(body, agent)
+        self._check_rate(agent.name)
+        key = action.get("idempotency_key")
+        if key is None and self.store.count_pending(agent.name) >= (
+            self.policy.limits.pending_per_agent
+        ):
+            raise TooMany(
+                f"agent `{agent.name}` has {self.policy.limits.pending_per_agent} requests "
+                "waiting for people already; wait for decisions before submitting more",
+                code="pending_limit",
+            )
+        result = self.policy.evaluate(action, self.facts_for(action))
+        request = self.store.submit(
+            agent=agent.name, action=action, result=result, redact_paths=self.policy.redact
+        )
+        # An idempotent replay returns the first request; its stored answer stands.
+        return Submitted(request=request, result=request.result)
+
+    def _check_rate(self, agent: str) -> None:
+        limit = self.policy.limits.actions_per_minute
+        now = time.monotonic()
+        with self._rate_lock:
+            window = self._rate.setdefault(agent, deque())
+            while window and window[0] <= now - 60.0:
+                window.popleft()
+            if len(window) >= limit:
+                raise TooMany(
+                    f"agent `{agent}` proposed {limit} actions in the last minute; "
+                    "slow down (a runaway loop stops here)",
+                    code="rate_limit",
+                )
+            window.append(now)
+
+    def get(self, request_id: str, who: Principal) -> Request:
+        """A request, if `who` may see it (an agent sees only its own)."""
+        request = self.store.get(request_id)
+        if who.role == "agent" and request.agent != who.name:
+            raise NotFound(f"no request `{request_id}`")
+        return request
+
+    def claim(self, request_id: str, agent: Principal) -> Claim:
+        return self.store.claim(
+            request_id, agent=agent.name, lease=self.policy.defaults.claim_lease
+        )
+
+    def outcome(
+        self, request_id: str, agent: Principal, status: Literal["succeeded", "failed"],
+        summary: str | None = None,
+    ) -> Request:
+        return self.store.outcome(request_id, agent=agent.name, status=status, summary=summary)
+
+    def cancel(self, request_id: str, agent: Principal, reason: str | None = None) -> Request:
+        return self.store.cancel(request_id, agent=agent.name, reason=reason)
+
+    # --- reviewers --------------------------------------------------------------------
+    @staticmethod
+    def confirmation_phrase(request: Request) -> str:
+        """What a reviewer types to approve a `confirm: typed` request, e.g. `deploy production`."""
+        env = request.action.get("environment")
+        name = request.action_name
+        return f"{name} {env}" if isinstance(env, str) and env else name
+
+    def decide(
+        self,
+        request_id: str,
+        reviewer: Principal,
+        verdict: Verdict,
+        *,
+        version: int | None = None,
+        note: str | None = None,
+        args: Any = None,
+        confirmation: str | None = None,
+    ) -> Request:
+        """A reviewer's vote: approve (maybe with edits), deny (with a reason), request changes."""
+        if reviewer.role == "agent":
+            raise Forbidden("agents do not decide requests", code="reviewers_only")
+        request = self.store.get(request_id)
+        new_requirements: Requirements | None = None
+        confirmed = False
+        if verdict == "approve":
+            confirmed = self._check_confirmation(request, confirmation)
+            if args is not None:
+                new_requirements = self._recheck_edit(request, args)
+        elif verdict == "deny":
+            if not (note or "").strip():
+                raise BadInput("a deny needs a reason the agent can read (`note`)")
+            if args is not None:
+                raise BadInput("only an approval may carry edited args")
+        elif verdict == "request_changes":
+            if not (note or "").strip():
+                raise BadInput("request changes needs a note saying what to change")
+        else:
+            raise BadInput(f"verdict must be approve, deny or request_changes, not `{verdict}`")
+        return self.store.vote(
+            request_id,
+            reviewer=reviewer.reviewer,
+            verdict=verdict,
+            note=note,
+            args=args,
+            version=version,
+            new_requirements=new_requirements,
+            confirmed=confirmed,
+            redact_paths=self.policy.redact,
+        )
+
+    def _check_confirmation(self, request: Request, confirmation: str | None) -> bool:
+        reqs = request.requirements
+        if reqs is None or not reqs.confirm:
+            return False
+        phrase = self.confirmation_phrase(request)
+        if (confirmation or "").strip() != phrase:
+            raise Forbidden(
+                f"this request needs typed confirmation: send `confirmation` equal to "
+                f"`{phrase}`",
+                code="confirmation_required",
+            )
+        return True
+
+    def _recheck_edit(self, request: Request, args: Any) -> Requirements | None:
+        """Run the policy on the edited action; stricter requirements replace the old."""
+        if not isinstance(args, dict):
+            raise BadInput("edited `args` must be an object")
+        edited = {**request.action, "args": args}
+        for key in FILLED_FROM_ARGS:
+            if key in args:
+                edited[key] = args[key]
+        result = self.policy.evaluate(edited, self.facts_for(edited))
+        if result.decision in (Decision.DENY, Decision.SUGGEST):
+            raise Forbidden(
+                f"the edited arguments are refused by the policy ({result.decision.value}): "
+                + "; ".join(result.reasons),
+                code="edit_refused",
+            )
+        if result.decision is not Decision.REQUIRE_APPROVAL or result.requirements is None:
+            return None
+        current = request.requirements.gates if request.requirements else ()
+        have = {g.source for g in current}
+        extra = tuple(g for g in result.requirements.gates if g.source not in have)
+        if not extra:
+            return None
+        return Requirements(gates=(*current, *extra))
+
+    def delegate(
+        self, request_id: str, reviewer: Principal, to: Sequence[str],
+        version: int | None = None,
+    ) -> Request:
+        if not to or not all(isinstance(x, str) and x.strip() for x in to):
+            raise BadInput("`to` must name at least one group or `user:NAME`")
+        return self.store.delegate(request_id, reviewer=reviewer.reviewer, to=list(to),
+                                   version=version)
+
+    def resolve(
+        self, request_id: str, reviewer: Principal,
+        status: Literal["done", "dismissed", "succeeded", "failed"], note: str | None = None,
+    ) -> Request:
+        return self.store.resolve(request_id, reviewer=reviewer.reviewer, status=status,
+                                  note=note)
+
+    def votes(self, request_id: str) -> list[Vote]:
+        return self.store.votes(request_id)
+
+    def decide_batch(
+        self,
+        batch_id: str,
+        reviewer: Principal,
+        verdict: Literal["approve_all", "reject_all", "each"],
+        *,
+        items: Mapping[str, str] | None = None,
+        note: str | None = None,
+        confirmation: str | None = None,
+        agent: str | None = None,
+    ) -> BatchOutcome:
+        """One vote on every pending item of a batch the reviewer may decide."""
+        requests = self.store.list_requests(batch_id=batch_id, agent=agent, limit=1000)
+        if not requests:
+            raise NotFound(f"no batch `{batch_id}`")
+        agents = {r.agent for r in requests}
+        if len(agents) > 1:
+            raise BadInput(
+                f"batch `{batch_id}` exists for several agents ({', '.join(sorted(agents))}); "
+                "name one with `agent`"
+            )
+        if verdict == "each" and not isinstance(items, Mapping):
+            raise BadInput("`each` needs `items`: {request id: approve|deny|request_changes}")
+        outcome = BatchOutcome()
+        for request in requests:
+            if verdict == "each":
+                assert items is not None
+                if request.id not in items:
+                    continue
+                one = items[request.id]
+            else:
+                one = "approve" if verdict == "approve_all" else "deny"
+            if request.state is not State.PENDING:
+                outcome.skipped.append({"id": request.id, "reason": f"it is {request.state}"})
+                continue
+            try:
+                done = self.decide(
+                    request.id, reviewer, one,  # type: ignore[arg-type]
+                    note=note or ("rejected with its batch" if one == "deny" else None),
+                    confirmation=confirmation,
+                )
+            except (Forbidden, BadInput) as exc:
+                outcome.skipped.append({"id": request.id, "reason": exc.message})
+                continue
+            outcome.results.append(
+                {"id": done.id, "state": done.state.value, "version": done.version}
+            )
+        return outcome
+
+    def link(self, request_id: str) -> str:
+        """The review page of a request, under `--public-url` when given."""
+        return f"{self.public_url}/requests/{request_id}" if self.public_url else (
+            f"/requests/{request_id}"
+        )
