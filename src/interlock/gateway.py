@@ -76,6 +76,21 @@ class BatchOutcome:
     """Per skipped item: `{id, reason}`."""
 
 
+def authenticate(store: Store, secret: str | None) -> Principal | None:
+    """The principal a bearer secret stands for; None if unknown, expired or revoked."""
+    if not secret:
+        return None
+    token = store.token_by_secret(secret)
+    if token is None or token.revoked_at is not None:
+        return None
+    if token.expires_at is not None and token.expires_at <= store.clock.now():
+        return None
+    return Principal(
+        role=token.kind, name=token.name, groups=token.groups,
+        environment=token.environment, actions=token.actions or (), token_id=token.id,
+    )
+
+
 class Gateway:
     """Policy + store, with the rules that sit between them."""
 
