@@ -40,7 +40,7 @@ def test_chain_is_gap_free_and_linked(store: Store) -> None:
 
 def test_database_refuses_update_and_delete(store: Store) -> None:
     _history(store)
-    for sql in ("UPDATE audit SET actor = 'x' WHERE seq = 1", "DELETE FROM audit WHERE seq = 1"):
+    for sql in ("UPDATE audit SET event = 'x' WHERE seq = 1", "DELETE FROM audit WHERE seq = 1"):
         with pytest.raises(sa.exc.DBAPIError), store.engine.begin() as conn:
             conn.exec_driver_sql(sql)
     assert store.verify().ok
@@ -48,7 +48,7 @@ def test_database_refuses_update_and_delete(store: Store) -> None:
 
 TAMPER = {
     "edit-entry": ["UPDATE audit SET entry = replace(entry, 'approve', 'deny') WHERE seq = 4"],
-    "edit-column": ["UPDATE audit SET actor = 'reviewer:mallory' WHERE seq = 4"],
+    "edit-column": ["UPDATE audit SET event = 'vote' WHERE seq = 4"],
     "delete": ["DELETE FROM audit WHERE seq = 4"],
     "swap": ["UPDATE audit SET seq = -1 WHERE seq = 4",
              "UPDATE audit SET seq = 4 WHERE seq = 5",

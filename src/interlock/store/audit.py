@@ -71,11 +71,8 @@ def chain(head_seq: int, head_hash: str, pending: Sequence[Pending]) -> list[dic
         rows.append(
             {
                 "seq": seq,
-                "at": p.at,
-                "actor": p.actor,
                 "event": p.event,
                 "request_id": p.request_id,
-                "digest": p.digest,
                 "entry": entry,
                 "prev_hash": prev,
                 "hash": h,
@@ -86,23 +83,26 @@ def chain(head_seq: int, head_hash: str, pending: Sequence[Pending]) -> list[dic
 
 
 def to_entry(row: Sequence[Any]) -> AuditEntry:
-    """An AuditEntry from a row in `VERIFY_COLUMNS` order."""
-    body = _loads(row[6])
+    """An AuditEntry from a row in `ENTRY_COLUMNS` order."""
+    body = _loads(row[1])
     return AuditEntry(
         seq=int(row[0]),
-        at=float(row[1]),
-        actor=row[2],
-        event=row[3],
-        request_id=row[4],
-        digest=row[5],
+        at=float(body["at"]),
+        actor=body["actor"],
+        event=body["event"],
+        request_id=body["request_id"],
+        digest=body["digest"],
         data=body.get("data", {}),
-        prev_hash=row[7],
-        hash=row[8],
+        prev_hash=row[2],
+        hash=row[3],
     )
 
 
-#: Column order `verify` expects.
-VERIFY_COLUMNS = "seq, at, actor, event, request_id, digest, entry, prev_hash, hash"
+#: Columns of a full entry row, in the order `to_entry` reads them.
+ENTRY_COLUMNS = "seq, entry, prev_hash, hash"
+
+#: Columns `verify` walks: prev_hash is not needed, the walk carries the previous hash.
+VERIFY_COLUMNS = "seq, event, request_id, entry, hash"
 
 
 def verify(
@@ -111,37 +111,42 @@ def verify(
     head: tuple[int, str] | None,
     anchor: str | None = None,
     progress: Callable[[int], None] | None = None,
+    stored_prev: Callable[[int], str | None] | None = None,
 ) -> VerifyReport:
-    """Walk rows in seq order; report the first entry edited, removed or reordered.
+    """Walk rows (`VERIFY_COLUMNS`) in seq order; report the first entry edited, removed or
+    reordered.
 
     `head` is the chain-head row (seq, hash) the writers maintain; `anchor` a hash printed
-    earlier by `audit anchor`, which must still be on the chain.
+    earlier by `audit anchor`, which must still be on the chain; `stored_prev` reads one
+    entry's stored prev_hash, to tell an edit from a removal when a hash does not match.
     """
     expected = 1
     prev = GENESIS
     found = anchor is None or anchor == GENESIS
     step = 0
-    for seq, at, actor, event, request_id, digest, entry, prev_hash, h in rows:
+    sha256 = _sha256
+    tails: dict[tuple[str, str | None], str] = {}  # events repeat, and a request's entries cluster
+    for seq, event, request_id, entry, h in rows:
         if seq != expected:
             where = expected if seq > expected else seq
             what = "is missing" if seq > expected else "is out of order"
             return _bad(expected - 1, prev, where, f"entry {where} {what}")
-        if prev_hash != prev:
-            return _bad(
-                expected - 1, prev, seq,
-                f"entry {seq} does not follow entry {seq - 1} (removed or reordered)",
+        if sha256((prev + entry).encode()).hexdigest() != h:
+            if stored_prev is not None and stored_prev(seq) != prev:
+                problem = f"entry {seq} does not follow entry {seq - 1} (removed or reordered)"
+            else:
+                problem = f"entry {seq} was edited (hash mismatch)"
+            return _bad(expected - 1, prev, seq, problem)
+        # Canonical JSON sorts keys, so `event`, `request_id` and `seq` are the entry's fixed
+        # tail: comparing that text is exact and much cheaper than parsing the entry.
+        tail = tails.get((event, request_id))
+        if tail is None:
+            if len(tails) > 4096:
+                tails.clear()
+            tail = tails[(event, request_id)] = (
+                f',"event":{_str(event)},"request_id":{_opt(request_id)},"seq":'
             )
-        if _sha256((prev + entry).encode()).hexdigest() != h:
-            return _bad(expected - 1, prev, seq, f"entry {seq} was edited (hash mismatch)")
-        # Canonical JSON sorts keys, so the indexed columns are the entry's fixed head and
-        # tail around `data`: comparing text is exact and much cheaper than parsing it.
-        if not (
-            entry.startswith(f'{{"actor":{_str(actor)},"at":{float(at)!r},"data":')
-            and entry.endswith(
-                f',"digest":{_opt(digest)},"event":{_str(event)},'
-                f'"request_id":{_opt(request_id)},"seq":{seq}}}'
-            )
-        ):
+        if not entry.endswith(f"{tail}{seq}}}"):
             return _bad(
                 expected - 1, prev, seq,
                 f"entry {seq} was edited (its columns differ from the hashed entry)",

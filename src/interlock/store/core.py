@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -359,7 +361,7 @@ class StoreBase:
     def timeline(self, request_id: str) -> list[AuditEntry]:
         """Every audit entry of one request, in order."""
         q = sa.text(
-            f"SELECT {chain.VERIFY_COLUMNS} FROM audit WHERE request_id = :rid ORDER BY seq"
+            f"SELECT {chain.ENTRY_COLUMNS} FROM audit WHERE request_id = :rid ORDER BY seq"
         )
         with self._read() as conn:
             return [chain.to_entry(r) for r in conn.execute(q, {"rid": request_id})]
@@ -381,29 +383,59 @@ class StoreBase:
     def verify(
         self, *, anchor: str | None = None, progress: Callable[[int], None] | None = None
     ) -> VerifyReport:
-        """Walk the whole chain; see `interlock.store.audit.verify`."""
+        """Walk the chain up to the head as it is now; see `interlock.store.audit.verify`.
+
+        Entries appended meanwhile are left for the next walk, so writers never disturb it."""
         head = self.audit_head()
+        pages: queue.Queue[list[Any] | BaseException | None] = queue.Queue(maxsize=3)
+
+        def fetch() -> None:
+            # Reading the next page overlaps hashing the current one.
+            try:
+                for page in self._audit_batches(columns=chain.VERIFY_COLUMNS, upto=head[0]):
+                    pages.put(page)
+                pages.put(None)
+            except BaseException as exc:  # handed to the walking thread
+                pages.put(exc)
 
         def rows() -> Iterator[Any]:
-            for batch in self._audit_batches():
-                yield from batch
+            while (page := pages.get()) is not None:
+                if isinstance(page, BaseException):
+                    raise page
+                yield from page
 
-        return chain.verify(rows(), head=head, anchor=anchor, progress=progress)
+        def stored_prev(seq: int) -> str | None:
+            with self._read() as conn:
+                return conn.execute(sa.select(t.audit.c.prev_hash).where(
+                    t.audit.c.seq == seq)).scalar()
+
+        reader = threading.Thread(target=fetch, name="interlock-audit-verify", daemon=True)
+        reader.start()
+        try:
+            return chain.verify(rows(), head=head, anchor=anchor, progress=progress,
+                                stored_prev=stored_prev)
+        finally:
+            while reader.is_alive():  # let the reader finish if the walk stopped early
+                with suppress(queue.Empty):
+                    pages.get(timeout=0.05)
+            reader.join()
 
     def _audit_batches(
-        self, *, after: int = 0, limit: int | None = None, size: int = 20_000
+        self, *, after: int = 0, limit: int | None = None, size: int = 20_000,
+        columns: str = chain.ENTRY_COLUMNS, upto: int | None = None,
     ) -> Iterator[list[Any]]:
         # Keyset pages on the primary key: constant memory, no long-lived cursor.
         # The driver's own cursor: plain tuples, no per-row Row objects (verify walks millions).
         remaining = limit
+        bound = "" if upto is None else f" AND seq <= {int(upto)}"
         with self._read() as conn:
-            conn.exec_driver_sql("SELECT 1")  # begin the read transaction: one snapshot
+            conn.exec_driver_sql("SELECT 1")  # begin the read transaction
             cur = conn.connection.cursor()
             try:
                 while remaining is None or remaining > 0:
                     n = size if remaining is None else min(size, remaining)
                     cur.execute(
-                        f"SELECT {chain.VERIFY_COLUMNS} FROM audit WHERE seq > {int(after)} "
+                        f"SELECT {columns} FROM audit WHERE seq > {int(after)}{bound} "
                         f"ORDER BY seq LIMIT {int(n)}"
                     )
                     rows = list(cur.fetchall())
@@ -420,7 +452,7 @@ class StoreBase:
         """The trail as JSON lines: each entry as hashed, with its prev_hash and hash."""
         for batch in self._audit_batches():
             for row in batch:
-                yield f'{{"entry":{row[6]},"hash":"{row[8]}","prev_hash":"{row[7]}"}}'
+                yield f'{{"entry":{row[1]},"hash":"{row[3]}","prev_hash":"{row[2]}"}}'
 
 
 def to_request(row: Row) -> Request:

@@ -90,11 +90,10 @@ audit = sa.Table(
     metadata,
     sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
               autoincrement=False),
-    sa.Column("at", _Time, nullable=False),
-    sa.Column("actor", sa.String(200), nullable=False),
+    # Only what queries filter on is a column of its own; everything else lives in `entry`,
+    # the canonical JSON that is hashed (verify checks these columns against it).
     sa.Column("event", sa.String(64), nullable=False),
     sa.Column("request_id", sa.String(32), nullable=True),
-    sa.Column("digest", sa.String(64), nullable=True),
     sa.Column("entry", sa.Text, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
