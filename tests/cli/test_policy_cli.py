@@ -407,3 +407,12 @@ def test_console_script_runs_policy_check(tmp_path: Path) -> None:
     assert failed.returncode == 1
     assert f"{bad}:5:15:" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_starter_policy_passes_its_own_tests(capsys: pytest.CaptureFixture[str]) -> None:
+    root = Path(__file__).parent.parent.parent
+    starter = root / "src" / "interlock" / "policy" / "starter.yaml"
+    tests = root / "tests" / "policies" / "starter_tests.yaml"
+    code, out, err = run(capsys, "policy", "test", str(starter), str(tests))
+    assert code == 0, out + err
+    assert " 0 failed" in out

@@ -750,3 +750,53 @@ def test_malformed_documents_give_diagnostics_not_tracebacks(text: str) -> None:
         for d in exc.diagnostics:
             assert d.file == FILE and d.line >= 1 and d.col >= 1 and d.message
             assert "Traceback" not in d.message
+
+
+@pytest.mark.parametrize(
+    ("text", "shadowed", "by"),
+    [
+        (
+            "rules:\n  - {name: all, decision: deny}\n"
+            "  - {name: x, match: {action: deploy}, decision: allow}\n",
+            "x",
+            "all",
+        ),
+        (
+            "rules:\n  - {name: all, match: {action: '*'}, decision: suggest}\n"
+            "  - {name: x, match: {action: 'db.*', environment: prod}, decision: notify}\n",
+            "x",
+            "all",
+        ),
+        (
+            "rules:\n  - {name: x, match: {action: deploy}, decision: allow}\n"
+            "  - {name: all, match: {action: [deploy, scale]}, decision: require_approval}\n",
+            "x",
+            "all",
+        ),
+    ],
+)
+def test_shadowing_is_found_wherever_the_stricter_rule_stands(
+    text: str, shadowed: str, by: str
+) -> None:
+    policy = load_policy_text("version: 1\n" + text, FILE)
+    assert len(policy.warnings) == 1
+    message = policy.warnings[0].message
+    assert f"rule `{shadowed}` is shadowed by the stricter rule `{by}`" in message
+
+
+def test_equal_rules_do_not_warn() -> None:
+    policy = load_policy_text(
+        "version: 1\nrules:\n  - {name: x, match: {action: deploy}, decision: deny}\n"
+        "  - {name: y, match: {action: deploy}, decision: deny}\n",
+        FILE,
+    )
+    assert policy.warnings == []
+
+
+def test_duplicate_stage_names() -> None:
+    d = only_error(
+        "version: 1\nrules:\n  - name: a\n    decision: require_approval\n    stages:\n"
+        "      - {name: s, approvers: [x]}\n      - {name: s, approvers: [y]}\n"
+    )
+    assert at(d) == "p.yaml:7:16"
+    assert "stage name `s` is used twice" in d.message
