@@ -98,12 +98,12 @@ class CelCondition:
     def _evaluate_library(
         self, action: Mapping[str, Any], extras: Mapping[str, Any]
     ) -> bool | CelFailure:
-        # A top-level field that is null counts as absent, as it does for `requires`.
         activation: dict[str, Any] = {}
         for name in self._variables:
-            value = extras[name] if name in extras else action.get(name)
-            if value is not None:
-                activation[name] = value
+            if name in extras:
+                activation[name] = extras[name]
+            elif name in action:
+                activation[name] = action[name]
         if self._macros:
             cost = self.estimate_cost(activation)
             if cost > COST_LIMIT:
@@ -485,9 +485,7 @@ def _field(path: tuple[str, ...]) -> Node:
     extra = head in EXTRA_NAMES
 
     def lookup(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-        value = (x if extra else a).get(head)
-        if value is None:
-            return MISSING
+        value = (x if extra else a).get(head, MISSING)
         for part in rest:
             if value is MISSING:
                 return MISSING
@@ -501,8 +499,7 @@ def _field(path: tuple[str, ...]) -> Node:
             return lambda a, x: x.get(head, MISSING)
 
         def top(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-            v = a.get(head)
-            return MISSING if v is None else v
+            return a.get(head, MISSING)
 
         top.field = head  # type: ignore[attr-defined]
         return top
@@ -627,32 +624,32 @@ def _compare_field(name: str, op: str, bound: Any) -> Node:
     """`field OP number` as one closure: the shape most `when` conditions take."""
 
     def gt(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-        v: Any = a.get(name)
+        v: Any = a.get(name, MISSING)
         t = type(v)
         if (t is int and _INT64_MIN <= v <= _INT64_MAX) or (t is float and v - v == 0):
             return v > bound
-        return MISSING if v is None else UNKNOWN
+        return MISSING if v is MISSING else UNKNOWN
 
     def ge(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-        v: Any = a.get(name)
+        v: Any = a.get(name, MISSING)
         t = type(v)
         if (t is int and _INT64_MIN <= v <= _INT64_MAX) or (t is float and v - v == 0):
             return v >= bound
-        return MISSING if v is None else UNKNOWN
+        return MISSING if v is MISSING else UNKNOWN
 
     def lt(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-        v: Any = a.get(name)
+        v: Any = a.get(name, MISSING)
         t = type(v)
         if (t is int and _INT64_MIN <= v <= _INT64_MAX) or (t is float and v - v == 0):
             return v < bound
-        return MISSING if v is None else UNKNOWN
+        return MISSING if v is MISSING else UNKNOWN
 
     def le(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-        v: Any = a.get(name)
+        v: Any = a.get(name, MISSING)
         t = type(v)
         if (t is int and _INT64_MIN <= v <= _INT64_MAX) or (t is float and v - v == 0):
             return v <= bound
-        return MISSING if v is None else UNKNOWN
+        return MISSING if v is MISSING else UNKNOWN
 
     return {">": gt, ">=": ge, "<": lt, "<=": le}[op]
 
