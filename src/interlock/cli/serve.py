@@ -1,0 +1,175 @@
+"""`interlock serve`: the HTTP API and the reviewer UI under uvicorn, with SPEC §6's defaults.
+
+On PostgreSQL every running server records its policy hash in the database, and a server
+whose policy differs from the others' refuses to start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import sys
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import sqlalchemy as sa
+import typer
+
+from interlock.cli.db import DEFAULT_DB
+from interlock.errors import InterlockError
+from interlock.gateway import Gateway
+from interlock.policy import load_policy
+from interlock.server.settings import ServerSettings
+from interlock.store import Store, open_store
+
+DEFAULT_POLICY = "interlock.yaml"
+#: Seconds between a server's heartbeats in `interlock_servers`; twice that and it is gone.
+HEARTBEAT = 10.0
+
+
+class PolicyMismatch(InterlockError):
+    """Another server on the same database runs another policy."""
+
+    code = "policy_mismatch"
+
+
+def starter_policy(path: Path) -> bool:
+    """Write the commented starter policy at `path` unless a file is there; True if written."""
+    if path.exists():
+        return False
+    with resources.as_file(resources.files("interlock.policy") / "starter.yaml") as src:
+        shutil.copyfile(src, path)
+    return True
+
+
+_SERVERS = sa.Table(
+    "interlock_servers", sa.MetaData(),
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("policy_hash", sa.String(64), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("seen_at", sa.Float, nullable=False),
+)
+
+
+class Registration:
+    """This server's row in `interlock_servers` (PostgreSQL only), kept fresh by a thread."""
+
+    def __init__(self, store: Store, policy_hash: str) -> None:
+        self.store = store
+        self.policy_hash = policy_hash
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def claim(self) -> None:
+        """Refuse to start when a live server runs another policy; else register."""
+        engine = self.store.engine
+        now = self.store.clock.now()
+        with engine.begin() as conn:
+            _SERVERS.create(conn, checkfirst=True)
+        with engine.begin() as conn:
+            # One starter at a time, so two servers with different policies cannot both pass.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7428310)"))
+            conn.execute(_SERVERS.delete().where(_SERVERS.c.seen_at < now - 3 * HEARTBEAT))
+            others = conn.execute(sa.select(_SERVERS.c.policy_hash, _SERVERS.c.host).where(
+                _SERVERS.c.policy_hash != self.policy_hash)).first()
+            if others is not None:
+                raise PolicyMismatch(
+                    f"another server on this database ({others.host}) runs policy "
+                    f"{others.policy_hash[:12]}, this one {self.policy_hash[:12]}: "
+                    "deploy the same policy file to every server"
+                )
+            conn.execute(_SERVERS.insert().values(id=self.id, policy_hash=self.policy_hash,
+                                                  host=socket.gethostname(), seen_at=now))
+        self._thread = threading.Thread(target=self._beat, daemon=True,
+                                        name="interlock-heartbeat")
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT):
+            try:
+                with self.store.engine.begin() as conn:
+                    conn.execute(_SERVERS.update().where(_SERVERS.c.id == self.id)
+                                 .values(seen_at=self.store.clock.now()))
+            except sa.exc.SQLAlchemyError:
+                continue
+
+    def release(self) -> None:
+        self._stop.set()
+        try:
+            with self.store.engine.begin() as conn:
+                conn.execute(_SERVERS.delete().where(_SERVERS.c.id == self.id))
+        except sa.exc.SQLAlchemyError:
+            pass
+
+
+def _first_admin(store: Store) -> str | None:
+    """A new admin token's secret when no live admin token exists yet, else None."""
+    if any(t.kind == "admin" and t.revoked_at is None for t in store.tokens()):
+        return None
+    _, secret = store.create_token(kind="admin", name="admin", actor="system")
+    return secret
+
+
+def _logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("interlock.access", "interlock.server"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def serve(
+    policy: Annotated[str | None, typer.Option(
+        "--policy", help=f"Policy file (default ./{DEFAULT_POLICY}, written if absent).")] = None,
+    db: Annotated[str, typer.Option(
+        "--db", help="Database URL: sqlite:///FILE or postgresql://...")] = DEFAULT_DB,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8765,
+    public_url: Annotated[str | None, typer.Option(
+        "--public-url", help="Base URL of links sent to people.")] = None,
+) -> None:
+    """Run the HTTP API and the reviewer web UI."""
+    import uvicorn
+
+    from interlock.server.app import create_app
+
+    if policy is None:
+        path = Path(DEFAULT_POLICY)
+        if starter_policy(path):
+            typer.echo(f"wrote a starter policy to ./{DEFAULT_POLICY}: edit it to fit", err=True)
+    else:
+        path = Path(policy)
+    loaded = load_policy(path)
+    store = open_store(db)
+    registration: Registration | None = None
+    if store.engine.dialect.name == "postgresql":
+        registration = Registration(store, loaded.hash)
+        registration.claim()
+    try:
+        store.record("system", "policy.loaded", {"hash": loaded.hash, "file": str(path)})
+        url = (public_url or f"http://{host}:{port}").rstrip("/")
+        settings = ServerSettings(public_url=public_url or "",
+                                  secure_cookies=url.startswith("https://"))
+        gateway = Gateway(loaded, store, public_url=public_url)
+        app = create_app(gateway, settings)
+        typer.echo(f"interlock {loaded.hash[:12]} serving the API and the reviewer UI at "
+                   f"{url}/")
+        secret = _first_admin(store)
+        if secret is not None:
+            typer.echo("first start: sign in as admin once with this link (keep it private):")
+            typer.echo(f"  {url}/login?token={secret}")
+        sys.stdout.flush()
+        _logging()
+        uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning",
+                    lifespan="on")
+    finally:
+        if registration is not None:
+            registration.release()
+        store.close()
