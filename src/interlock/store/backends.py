@@ -20,6 +20,7 @@ class Backend(Protocol):
     audit_guard: list[str]
     audit_unguard: list[str]
     migration_lock: str | None
+    pipeline: bool
 
     def create_engine(
         self, url: str, connect_args: dict[str, Any] | None = None

@@ -10,7 +10,6 @@ import json
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -97,6 +96,10 @@ class Tx:
     """The store's compiled statements."""
     cursor: Any = None
     """The driver's cursor, opened on first use."""
+    pipeline: bool = False
+    """Whether updates may be deferred to one pipelined round trip before commit."""
+    deferred: list[tuple[Any, dict[str, Any], Exception | None]] = field(default_factory=list)
+    """Deferred updates, with the error to raise if one does not change exactly one row."""
     entries: list[chain.Pending] = field(default_factory=list)
     """Audit entries, chained at commit."""
     outbox: list[dict[str, Any]] = field(default_factory=list)
@@ -119,14 +122,16 @@ class Tx:
             )
         )
 
-    def run(self, stmt: Any, params: dict[str, Any] | list[dict[str, Any]]) -> Any:
+    def run(
+        self, stmt: Any, params: dict[str, Any] | list[dict[str, Any]], *, cursor: Any = None
+    ) -> Any:
         """Execute a Core statement (one parameter set, or many) on the driver's cursor."""
         many = isinstance(params, list)
         sets = params if isinstance(params, list) else [params]
         sql, order, base = self.statements.get(stmt, tuple(sorted(sets[0])))
-        if self.cursor is None:
+        if cursor is None and self.cursor is None:
             self.cursor = self.conn.connection.cursor()
-        cur = self.cursor
+        cur = cursor if cursor is not None else self.cursor
         args: list[Any] = [{**base, **p} for p in sets]
         if order is not None:
             args = [tuple(a[name] for name in order) for a in args]  # qmark drivers
@@ -135,6 +140,15 @@ class Tx:
         else:
             cur.execute(sql, args[0])
         return cur
+
+    def later(self, stmt: Any, params: dict[str, Any], miss: Exception | None) -> None:
+        """An update whose result is needed only before commit: `miss` is raised unless it
+        changed exactly one row. Where the driver pipelines, it is sent with the commit's
+        other writes; elsewhere it runs now."""
+        if self.pipeline:
+            self.deferred.append((stmt, params, miss))
+        elif self.run(stmt, params).rowcount != 1 and miss is not None:
+            raise miss
 
     def fetch_row(self, stmt: Any, params: dict[str, Any]) -> Row | None:
         """The first row of a query as a dict, or None."""
@@ -204,7 +218,8 @@ class StoreBase:
     def _write(self) -> Iterator[Tx]:
         """A write transaction that chains its audit entries and outbox rows before commit."""
         with self.backend.write_lock(), self.engine.begin() as conn:
-            tx = Tx(conn=conn, now=self.clock.now(), statements=self._statements)
+            tx = Tx(conn=conn, now=self.clock.now(), statements=self._statements,
+                    pipeline=self.backend.pipeline)
             try:
                 yield tx
                 self._flush(tx)
@@ -218,27 +233,38 @@ class StoreBase:
             yield conn
 
     def _flush(self, tx: Tx) -> None:
+        writes: list[tuple[Any, Any]] = []
         if tx.entries:
             # The head row is locked last and briefly: it is what keeps the chain linear
             # when several processes write at once.
             head = tx.fetch_row(_HEAD, {})
             assert head is not None, "the audit chain head row is missing"
             rows = chain.chain(int(head["seq"]), head["hash"], tx.entries)
-            tx.run(_INSERT_AUDIT, rows)
-            tx.run(_SET_HEAD, {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]})
+            writes.append((_INSERT_AUDIT, rows))
+            writes.append((_SET_HEAD, {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]}))
         if tx.outbox:
-            tx.run(_INSERT_OUTBOX, tx.outbox)
-
-    def _retrying(self, fn: Callable[[], Any], attempts: int = 5) -> Any:
-        """Run `fn`, retrying a transaction lost to a transient lock or unique race."""
-        for i in range(attempts):
-            try:
-                return fn()
-            except sa.exc.OperationalError as exc:
-                if i == attempts - 1 or "locked" not in str(exc):
-                    raise
-                time.sleep(0.01 * (i + 1))
-        raise AssertionError("unreachable")
+            writes.append((_INSERT_OUTBOX, tx.outbox))
+        if not tx.deferred:
+            for stmt, params in writes:
+                tx.run(stmt, params)
+            return
+        # PostgreSQL: the deferred compare-and-sets and the appends travel in one pipeline,
+        # one round trip while the chain head is held; each CAS is checked before commit.
+        driver = tx.conn.connection.driver_connection
+        assert driver is not None
+        checks = []
+        with driver.pipeline():
+            for stmt, params, miss in tx.deferred:
+                cur = tx.conn.connection.cursor()
+                tx.run(stmt, params, cursor=cur)
+                checks.append((cur, miss))
+            for stmt, params in writes:
+                tx.run(stmt, params)
+        for cur, miss in checks:
+            count = cur.rowcount
+            cur.close()
+            if miss is not None and count != 1:
+                raise miss
 
     # -- requests: loading and the one state-changing function ----------------------
 
@@ -305,12 +331,11 @@ class StoreBase:
     def _cas(self, tx: Tx, old: Row, new: Row) -> None:
         changed = {k: v for k, v in new.items() if old.get(k) != v}
         changed.update(old_id=old["id"], old_state=old["state"], old_version=old["version"])
-        if tx.run(_CAS, changed).rowcount != 1:
-            raise Conflict(
-                f"request `{old['id']}` changed meanwhile (it was {old['state']} "
-                f"at version {old['version']})",
-                code="state_changed",
-            )
+        tx.later(_CAS, changed, Conflict(
+            f"request `{old['id']}` changed meanwhile (it was {old['state']} "
+            f"at version {old['version']})",
+            code="state_changed",
+        ))
 
     # -- reads ---------------------------------------------------------------------
 

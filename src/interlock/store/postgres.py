@@ -41,6 +41,8 @@ class PostgresBackend:
     name = "postgresql"
     audit_guard = AUDIT_GUARD
     audit_unguard = AUDIT_UNGUARD
+    #: psycopg pipelines the writes before commit into one round trip.
+    pipeline = True
 
     #: Taken in the migration transaction so two servers starting at once migrate once.
     migration_lock: str | None = "SELECT pg_advisory_xact_lock(7235114)"

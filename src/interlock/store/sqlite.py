@@ -30,6 +30,8 @@ class SQLiteBackend:
     name = "sqlite"
     audit_guard = AUDIT_GUARD
     audit_unguard = AUDIT_UNGUARD
+    #: One writer at a time and no network: nothing to gain from pipelining.
+    pipeline = False
 
     #: Taken in the migration transaction; BEGIN IMMEDIATE already serialises SQLite.
     migration_lock: str | None = None
