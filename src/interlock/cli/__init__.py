@@ -32,6 +32,14 @@ def _register() -> None:
 
     app.add_typer(db_cli.app, name="db")
     app.add_typer(audit_cli.app, name="audit")
+    from interlock.cli import ops as ops_cli
+    from interlock.cli import serve as serve_cli
+    from interlock.cli import tokens as tokens_cli
+
+    app.command()(serve_cli.serve)
+    app.add_typer(tokens_cli.app, name="token")
+    app.command()(ops_cli.pause)
+    app.command()(ops_cli.unpause)
 
 
 _register()
