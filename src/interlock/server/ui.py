@@ -7,6 +7,7 @@ plain POST that works without JavaScript. Every change goes through `Gateway`.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -273,7 +274,8 @@ class UI:
             phrase=self.gw.confirmation_phrase(req) if reqs and reqs.confirm else None,
             proposed=proposed, edited=views.edited_keys(proposed or {}, req.final_args),
             args_text=views.pretty_json(req.final_args),
-            error=error, error_form=error_form, form=form or {}, done=DONE.get(done or ""),
+            error=error, error_form=error_form, form=defaultdict(str, form or {}),
+            done=DONE.get(done or ""),
             args_error=args_error,
         )
 
@@ -432,7 +434,7 @@ class UI:
             "batch.html", session, who, status=status, batch_id=batch_id, agent=agent,
             agents=agents, items=items, decidable={r.id for r in items
                                                    if views.may_decide(r, who)},
-            phrases=phrases, error=error, outcome=outcome, form=form or {},
+            phrases=phrases, error=error, outcome=outcome, form=defaultdict(str, form or {}),
         )
 
     async def batch_page(self, request: Request) -> Response:
