@@ -85,10 +85,21 @@ def summary(request: Request) -> str:
         shown = ", ".join(str(r) for r in recipients[:3])
         more = f" and {len(recipients) - 3} more" if len(recipients) > 3 else ""
         extras.append(f"to {shown}{more}")
+    args = a.get("args")
+    if isinstance(args, dict):
+        shown_args = [f"{k}={_short(v)}" for k, v in args.items()
+                      if isinstance(v, str | int | float | bool) and k not in a][:3]
+        if shown_args:
+            parts.append("with " + ", ".join(shown_args))
     sentence = " ".join(parts)
     if extras:
         sentence += " (" + "; ".join(extras) + ")"
     return visible(sentence + ".")
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(kw_only=True)
