@@ -11,7 +11,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,6 +202,7 @@ class StoreBase:
         self.backend: Backend = backend_for_url(url)
         self.engine = self.backend.create_engine(url, connect_args)
         self._statements = Statements(self.engine.dialect)
+        self._built: dict[str, Any] = {}
         try:
             migrate.ensure(self.engine, self.backend, auto_upgrade=auto_upgrade)
         except BaseException:
@@ -215,17 +216,34 @@ class StoreBase:
     # -- transactions ---------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[Tx]:
-        """A write transaction that chains its audit entries and outbox rows before commit."""
+    def _write(self, *, pipelined: bool = False) -> Iterator[Tx]:
+        """A write transaction that chains its audit entries and outbox rows before commit.
+
+        `pipelined` (for code that reads results only through `Tx.run`/`fetch_row` and never
+        needs a rowcount at once): on PostgreSQL the statements are pipelined, so the
+        transaction costs a round trip per result it waits for, not one per statement."""
         with self.backend.write_lock(), self.engine.begin() as conn:
             tx = Tx(conn=conn, now=self.clock.now(), statements=self._statements,
                     pipeline=self.backend.pipeline)
+            pipe: AbstractContextManager[Any] = nullcontext()
+            if pipelined and self.backend.pipeline:
+                driver = conn.connection.driver_connection
+                assert driver is not None
+                pipe = driver.pipeline()
             try:
-                yield tx
-                self._flush(tx)
+                with pipe:
+                    yield tx
+                    self._flush(tx)
             finally:
                 if tx.cursor is not None:
                     tx.cursor.close()
+
+    def _statement(self, name: str, build: Callable[[], Any]) -> Any:
+        """A backend-specific statement, built once per store."""
+        stmt = self._built.get(name)
+        if stmt is None:
+            stmt = self._built[name] = build()
+        return stmt
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:

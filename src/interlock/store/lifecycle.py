@@ -39,6 +39,10 @@ from interlock.store.records import (
 
 _COUNTS: dict[tuple[str, ...], Any] = {}
 _INSERT_VOTE = t.votes.insert()
+_BY_KEY = sa.select(t.requests).where(
+    t.requests.c.agent == sa.bindparam("agent"),
+    t.requests.c.idempotency_key == sa.bindparam("key"),
+)
 _EARLIER_VOTES = sa.select(t.votes.c.verdict, t.votes.c.args).where(
     t.votes.c.request_id == sa.bindparam("rid"),
     t.votes.c.reviewer == sa.bindparam("reviewer"),
@@ -77,13 +81,9 @@ class LifecycleStore(StoreBase):
         if target is State.PENDING and (reqs is None or not reqs.gates):
             raise BadInput("a require_approval result needs requirements with at least one gate")
         context = stored.get("context") if isinstance(stored.get("context"), dict) else {}
-        with self._write() as tx:
+        with self._write(pipelined=True) as tx:
             if key is not None:
-                existing = tx.conn.execute(
-                    sa.select(t.requests).where(
-                        t.requests.c.agent == agent, t.requests.c.idempotency_key == key
-                    )
-                ).mappings().first()
+                existing = tx.fetch_row(_BY_KEY, {"agent": agent, "key": key})
                 if existing is not None:
                     if existing["body_hash"] != _body_hash(action_text, checkpoint):
                         raise Conflict(
@@ -91,7 +91,7 @@ class LifecycleStore(StoreBase):
                             f"(request `{existing['id']}`)",
                             code="idempotency_conflict",
                         )
-                    return to_request(dict(existing))
+                    return to_request(existing)
             revision_of = _opt_str(stored, "revision_of")
             if revision_of is not None:
                 prior = self._load(tx, revision_of, lock=False)
@@ -174,7 +174,7 @@ class LifecycleStore(StoreBase):
             raise BadInput("only an approval may carry edited args")
         if args is not None and redact_paths:
             args = redact({"args": args}, compile_paths(redact_paths))["args"]
-        with self._write() as tx:
+        with self._write(pipelined=True) as tx:
             row = self._load(tx, request_id, lock=True)
             if self._same_vote(tx, row, reviewer, verdict, args):
                 return to_request(row)
@@ -285,12 +285,11 @@ class LifecycleStore(StoreBase):
             stmt = _COUNTS[keys] = t.agents.update().where(c.name == sa.bindparam("agent")).values(
                 {**{c[k]: c[k] + sa.bindparam(f"d_{k}") for k in keys},
                  c.updated_at: sa.bindparam("now")})
-        values = {"agent": agent, "now": tx.now, **{f"d_{k}": deltas[k] for k in keys}}
-        if tx.run(stmt, values).rowcount == 0:
-            # first count for this agent: create its row, then count
-            tx.conn.execute(self.backend.insert_ignore(t.agents).values(name=agent,
-                                                                        updated_at=tx.now))
-            tx.run(stmt, values)
+        # Make sure the agent's row exists, then count: neither waits for a result, so both
+        # ride in the transaction's pipeline on PostgreSQL.
+        tx.run(self._statement("agent_row", lambda: self.backend.insert_ignore(t.agents)),
+               {"name": agent, "updated_at": tx.now})
+        tx.run(stmt, {"agent": agent, "now": tx.now, **{f"d_{k}": deltas[k] for k in keys}})
 
     def delegate(
         self, request_id: str, *, reviewer: Reviewer, to: Sequence[str],
@@ -324,7 +323,7 @@ class LifecycleStore(StoreBase):
 
     def claim(self, request_id: str, *, agent: str, lease: float) -> Claim:
         """Claim a decided request once; every other answer is SPEC §4's."""
-        with self._write() as tx:
+        with self._write(pipelined=True) as tx:
             row = self._load(tx, request_id, lock=True)
             if row["agent"] != agent:
                 raise NotFound(f"no request `{request_id}`")
@@ -377,7 +376,7 @@ class LifecycleStore(StoreBase):
     ) -> Request:
         """Report how a claimed action went; only from executing."""
         to = _outcome_state(status)
-        with self._write() as tx:
+        with self._write(pipelined=True) as tx:
             row = self._load(tx, request_id, lock=True)
             if row["agent"] != agent:
                 raise NotFound(f"no request `{request_id}`")
@@ -397,8 +396,8 @@ class LifecycleStore(StoreBase):
         if row["state"] == State.SUCCEEDED.value:
             recipients = json.loads(row["action"]).get("recipients")
             if isinstance(recipients, list) and recipients:
-                tx.conn.execute(
-                    self.backend.insert_ignore(t.recipients),
+                tx.run(
+                    self._statement("recipient", lambda: self.backend.insert_ignore(t.recipients)),
                     [{"agent": row["agent"], "recipient": str(r), "first_at": tx.now}
                      for r in recipients],
                 )
@@ -407,7 +406,7 @@ class LifecycleStore(StoreBase):
 
     def cancel(self, request_id: str, *, agent: str, reason: str | None = None) -> Request:
         """The agent withdraws a request it has not claimed."""
-        with self._write() as tx:
+        with self._write(pipelined=True) as tx:
             row = self._load(tx, request_id, lock=True)
             if row["agent"] != agent:
                 raise NotFound(f"no request `{request_id}`")
@@ -426,7 +425,7 @@ class LifecycleStore(StoreBase):
         to = State(status) if status in ("done", "dismissed", "succeeded", "failed") else None
         if to is None:
             raise BadInput(f"unknown resolution `{status}`")
-        with self._write() as tx:
+        with self._write(pipelined=True) as tx:
             row = self._load(tx, request_id, lock=True)
             current = State(row["state"])
             fits = (current is State.SUGGESTED and to in (State.DONE, State.DISMISSED)) or (
