@@ -13,6 +13,7 @@ import httpx
 from ui_support import Env, TestClient, csrf_of, sign_in
 
 from interlock.gateway import Principal
+from interlock.server import ui_views
 from interlock.server.settings import ServerSettings
 from interlock.server.ui import CSP
 from interlock.server.ui_session import COOKIE
@@ -402,3 +403,24 @@ def test_audit_filters(env: Env, client: TestClient) -> None:
     assert r.id[-8:] in by_agent and "agent:other" not in by_agent
     by_request = client.get(f"/audit?request={r.id}").text
     assert "state.denied" in by_request or "denied" in by_request
+
+
+def test_history_is_the_last_few_newest_first(env: Env) -> None:
+    made = [env.submit({"action": "db.delete_rows", "args": {"n": i}}) for i in range(7)]
+    env.submit({"action": "send_external_email"})
+    shown = ui_views.history(env.store, made[-1], count=3, page=2)
+    assert [r.id for r in shown] == [made[5].id, made[4].id, made[3].id]
+    assert ui_views.history(env.store, made[0]) == []
+
+
+def test_resolve_a_suggested_action(env: Env, client: TestClient) -> None:
+    sign_in(client, env.reviewer("alice", "tech-lead"))
+    r = env.submit({"action": "iam.grant_role", "args": {"role": "owner"}})
+    assert r.state is State.SUGGESTED
+    page = client.get(f"/requests/{r.id}")
+    assert "a person carries this out" in page.text
+    response = client.post(f"/requests/{r.id}/resolve", data={
+        "csrf": csrf_of(page.text), "status": "done", "note": "granted by hand"},
+        follow_redirects=False)
+    assert response.status_code == 303
+    assert env.store.get(r.id).state is State.DONE

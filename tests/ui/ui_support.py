@@ -53,6 +53,9 @@ rules:
     match: {action: refund}
     decision: require_approval
     approvers: [support]
+  - name: iam-is-human-only
+    match: {action: "iam.*"}
+    decision: suggest
 """
 
 

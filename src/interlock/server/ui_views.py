@@ -251,14 +251,35 @@ def gates(request: Request) -> list[GateView]:
     return result
 
 
-def history(store: Store, request: Request, count: int = 5) -> list[Request]:
-    """The agent's last few earlier requests of the same action, newest first."""
-    earlier = [
-        r for r in store.list_requests(agent=request.agent, limit=1000)
-        if r.action_name == request.action_name and r.id != request.id
-        and r.created_at <= request.created_at
-    ]
-    return list(reversed(earlier[-count:]))
+def _id_floor(at: float) -> str:
+    """The smallest request id (a ULID) minted at `at`: ids sort by time."""
+    value = int(at * 1000) << 80
+    return "".join(_B32[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+
+
+_B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+#: How far back the history of an agent and action looks.
+HISTORY_WINDOW = 90 * 86400.0
+
+
+def history(store: Store, request: Request, count: int = 5, page: int = 500) -> list[Request]:
+    """The agent's last few earlier requests of the same action, newest first.
+
+    The store lists oldest first, so walk the agent's requests of the recent window up to
+    this one, keeping the last few that match."""
+    kept: list[Request] = []
+    after = _id_floor(request.created_at - HISTORY_WINDOW)
+    for _ in range(40):
+        rows = store.list_requests(agent=request.agent, limit=page, after=after)
+        for r in rows:
+            if r.id >= request.id:
+                return list(reversed(kept))
+            if r.action_name == request.action_name:
+                kept = [*kept[-(count - 1):], r] if count > 1 else [r]
+        if len(rows) < page:
+            break
+        after = rows[-1].id
+    return list(reversed(kept))
 
 
 def plan_step(action: dict[str, Any]) -> str | None:
