@@ -196,6 +196,11 @@ def test_batch_approve(served: tuple[Env, str], page: Any) -> None:
     page.get_by_role("button", name="Approve all").click()
     page.get_by_text("3 decided").wait_for()
     assert {env.store.get(i.id).state for i in items} == {State.APPROVED}
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "batch.png"), full_page=True)
+    page.goto(f"{base}/audit?actor=dee")
+    assert page.locator("table.audit tbody tr").count() >= 3
+    page.screenshot(path=str(ARTIFACTS / "audit.png"), full_page=True)
 
 
 def test_deny_reaches_the_waiting_agent(served: tuple[Env, str], page: Any) -> None:
@@ -226,3 +231,20 @@ def test_deny_reaches_the_waiting_agent(served: tuple[Env, str], page: Any) -> N
     page.get_by_text("You denied this request").wait_for()
     waiter.join(10)
     assert heard == {"state": State.DENIED, "reason": "Status page first; no mass email."}
+
+
+def test_decisions_work_without_javascript(browser: Any, served: tuple[Env, str]) -> None:
+    env, base = served
+    secret = env.reviewer("fay", "tech-lead")
+    r = env.submit({"action": "deploy", "environment": "production", "args": {"v": 1}})
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        pg = context.new_page()
+        sign_in(pg, base, secret)
+        pg.goto(f"{base}/requests/{r.id}")
+        pg.get_by_label("Type deploy production to confirm").fill("deploy production")
+        pg.locator("form.approve").get_by_role("button", name="Approve").click()
+        pg.get_by_text("Your approval was recorded.").wait_for()
+        assert env.store.get(r.id).state is State.APPROVED
+    finally:
+        context.close()
