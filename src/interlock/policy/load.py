@@ -670,12 +670,18 @@ class _Loader:
 
     # --- warnings ---------------------------------------------------------------------
     def warnings(self, doc: PolicyDoc) -> None:
+        # Only rules without `when`/`requires` always match; compare each rule with those
+        # stricter ones whose match keys are a subset of its own (cheap checks first).
+        always = [
+            (r, r.decision.rank, frozenset(r.match_spec))
+            for r in doc.rules if r.when is None and not r.requires
+        ]
         for rule in doc.rules:
-            for other in doc.rules:
-                if other is rule or other.decision.rank <= rule.decision.rank:
+            keys = frozenset(rule.match_spec)
+            rank = rule.decision.rank
+            for other, other_rank, other_keys in always:
+                if other_rank <= rank or other is rule or not other_keys <= keys:
                     continue
-                if rule.decision is Decision.ALLOW and other.decision is not Decision.ALLOW:
-                    pass  # an allow rule never overrides another rule: shadowed alike
                 if _always_matches_with(other, rule):
                     self.src.warning(("rules", rule.index), f"rule `{rule.name}` is shadowed "
                                      f"by the stricter rule `{other.name}` "

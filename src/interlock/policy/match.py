@@ -9,6 +9,7 @@ under `exists: false`.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -165,6 +166,7 @@ def is_glob(text: str) -> bool:
     return any(c in GLOB_CHARS for c in text)
 
 
+@functools.lru_cache(maxsize=4096)
 def compile_glob(pattern: str) -> Callable[[str], bool]:
     """A case-sensitive full-match test for a shell-style glob; raises MatchSpecError."""
     if pattern == "":
