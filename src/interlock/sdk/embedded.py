@@ -30,7 +30,7 @@ MAX_REFUSED = 3
 
 
 @contextmanager
-def _store_errors() -> Iterator[None]:
+def store_errors() -> Iterator[None]:
     """Database failures become StoreUnavailable: the caller fails closed."""
     try:
         yield
@@ -73,7 +73,7 @@ class EmbeddedClient:
         self._last_sweep = 0.0
 
     def _call(self, fn: Callable[[], T]) -> T:
-        with _store_errors():
+        with store_errors():
             return fn()
 
     def submit(self, body: dict[str, Any]) -> Snapshot:
