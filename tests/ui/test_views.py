@@ -41,7 +41,7 @@ def test_pages_need_a_session(client: TestClient) -> None:
     assert response.headers["location"].startswith("/login?next=")
 
 
-def test_sign_in_sets_a_strict_httponly_cookie(env: Env, client: TestClient) -> None:
+def test_sign_in_sets_a_lax_httponly_cookie(env: Env, client: TestClient) -> None:
     secret = env.reviewer("alice", "tech-lead")
     page = client.get("/login")
     response = client.post("/login", data={"token": secret, "csrf": csrf_of(page.text)},
@@ -49,7 +49,7 @@ def test_sign_in_sets_a_strict_httponly_cookie(env: Env, client: TestClient) -> 
     assert response.status_code == 303
     cookie = response.headers["set-cookie"]
     assert cookie.startswith(f"{COOKIE}=")
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie
     assert "Secure" not in cookie
     assert secret not in cookie
     assert "alice" in client.get("/").text
@@ -424,3 +424,20 @@ def test_resolve_a_suggested_action(env: Env, client: TestClient) -> None:
         follow_redirects=False)
     assert response.status_code == 303
     assert env.store.get(r.id).state is State.DONE
+
+
+def test_stage_progress_and_votes(env: Env, client: TestClient) -> None:
+    r = env.submit({"action": "send_payment", "amount": 25000, "currency": "EUR",
+                    "recipients": ["acme"]})
+    env.gateway.decide(r.id, Principal(role="reviewer", name="fin1", groups=("finance",)),
+                       "approve", note="invoice matches")
+    sign_in(client, env.reviewer("fin2", "finance"))
+    page = client.get(f"/requests/{r.id}").text
+    assert "amount 25,000 EUR; to acme" in page
+    assert "<strong>finance</strong>: 1 of 2 from finance" in page
+    assert "approved by fin1" in page and "invoice matches" in page
+    assert "<strong>security</strong>: 0 of 1 from security" in page
+    decide(client, r.id, verdict="approve")
+    after = client.get(f"/requests/{r.id}").text
+    assert "<strong>finance</strong>: 2 of 2" in after
+    assert "You can read this request but not decide it" in after  # security's turn now

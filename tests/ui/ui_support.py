@@ -53,6 +53,12 @@ rules:
     match: {action: refund}
     decision: require_approval
     approvers: [support]
+  - name: large-payments
+    match: {action: send_payment}
+    decision: require_approval
+    stages:
+      - {name: finance, approvers: [finance], quorum: 2}
+      - {name: security, approvers: [security], quorum: 1}
   - name: iam-is-human-only
     match: {action: "iam.*"}
     decision: suggest

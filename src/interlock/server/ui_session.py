@@ -2,7 +2,9 @@
 
 The cookie names a token by id, never its secret; every request re-reads the token so a
 revoked or expired token ends its sessions at once. Signed with HMAC-SHA256 and the
-server's `secret_key`, so no extra dependency is needed.
+server's `secret_key`, so no extra dependency is needed. SameSite=Lax, not Strict: review
+links arrive from chat and email (other sites), and a Strict cookie would not be sent on
+that first navigation; POSTs are guarded by the CSRF token either way.
 """
 
 from __future__ import annotations
@@ -112,11 +114,11 @@ class Sessions:
         response.set_cookie(
             COOKIE, self.encode(session),
             max_age=max(1, int(session.expires - self.store.clock.now())),
-            httponly=True, samesite="strict", secure=self.settings.secure_cookies, path="/",
+            httponly=True, samesite="lax", secure=self.settings.secure_cookies, path="/",
         )
 
     def clear_cookie(self, response: Response) -> None:
-        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax",
                                secure=self.settings.secure_cookies)
 
     # -- CSRF ---------------------------------------------------------------------------
