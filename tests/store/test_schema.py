@@ -127,3 +127,11 @@ def test_facts_and_sweeper_use_indexes(store: Store) -> None:
             plan = " ".join(str(row[3]) for row in conn.exec_driver_sql(
                 "EXPLAIN QUERY PLAN " + sql))
             assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
+
+
+def test_unreachable_database_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    url = "sqlite:////nonexistent-dir/interlock.db"
+    assert main(["audit", "verify", "--db", url]) == 1
+    assert main(["db", "upgrade", "--db", url]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("interlock: cannot") for line in err)

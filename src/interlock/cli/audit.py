@@ -47,10 +47,11 @@ def verify(
     store = _open(db)
     try:
         if sys.stderr.isatty():
+            from rich.console import Console
             from rich.progress import Progress
 
             total = store.audit_head()[0]
-            with Progress(transient=True) as bar:
+            with Progress(console=Console(stderr=True), transient=True) as bar:
                 task = bar.add_task("verifying", total=total)
                 report = store.verify(anchor=anchor,
                                       progress=lambda n: bar.advance(task, n))

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from interlock.clock import Clock, SystemClock
-from interlock.errors import Conflict, NotFound
+from interlock.errors import Conflict, NotFound, StoreUnavailable
 from interlock.policy.records import Decision, PolicyResult, Requirements, Risk
 from interlock.store import audit as chain
 from interlock.store import migrate
@@ -45,6 +45,11 @@ def new_id(now: float) -> str:
         out.append(_B32[value & 31])
         value >>= 5
     return "".join(reversed(out))
+
+
+def _safe(url: str) -> str:
+    """A database URL with any password masked, for messages."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
 def dumps(obj: Any) -> str:
@@ -205,6 +210,11 @@ class StoreBase:
         self._built: dict[str, Any] = {}
         try:
             migrate.ensure(self.engine, self.backend, auto_upgrade=auto_upgrade)
+        except sa.exc.DBAPIError as exc:
+            self.engine.dispose()
+            raise StoreUnavailable(
+                f"cannot open the database `{_safe(url)}`: {str(exc.orig).strip()}"
+            ) from None
         except BaseException:
             self.engine.dispose()
             raise

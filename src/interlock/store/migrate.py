@@ -96,5 +96,10 @@ def upgrade_url(url: str) -> tuple[str | None, str]:
     engine = backend.create_engine(url)
     try:
         return upgrade(engine, backend)
+    except sa.exc.DBAPIError as exc:
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+        raise StoreUnavailable(
+            f"cannot upgrade the database `{shown}`: {str(exc.orig).strip()}"
+        ) from None
     finally:
         engine.dispose()
