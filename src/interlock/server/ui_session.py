@@ -1,10 +1,6 @@
 """Reviewer sessions for the web UI: a signed cookie, CSRF tokens, and form parsing.
 
-The cookie names a token by id, never its secret; every request re-reads the token so a
-revoked or expired token ends its sessions at once. Signed with HMAC-SHA256 and the
-server's `secret_key`, so no extra dependency is needed. SameSite=Lax, not Strict: review
-links arrive from chat and email (other sites), and a Strict cookie would not be sent on
-that first navigation; POSTs are guarded by the CSRF token either way.
+The cookie names a token by id, never its secret, and is signed with HMAC-SHA256.
 """
 
 from __future__ import annotations
@@ -99,7 +95,8 @@ class Sessions:
         return self.decode(request.cookies.get(COOKIE))
 
     def principal(self, session: Session | None) -> Principal | None:
-        """The reviewer or admin a session stands for, if its token still works."""
+        """The reviewer or admin a session stands for, if its token still works: read on
+        every request, so revoking a token ends its sessions at once."""
         if session is None or session.token_id is None:
             return None
         token = next((t for t in self.store.tokens() if t.id == session.token_id), None)
@@ -111,6 +108,8 @@ class Sessions:
                          token_id=token.id)
 
     def set_cookie(self, response: Response, session: Session) -> None:
+        # Lax, not Strict: review links arrive from chat and email (other sites), and a
+        # Strict cookie is not sent on that first navigation. POSTs need the CSRF token.
         response.set_cookie(
             COOKIE, self.encode(session),
             max_age=max(1, int(session.expires - self.store.clock.now())),
