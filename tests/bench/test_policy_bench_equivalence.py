@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import cedarpy  # noqa: F401  (a dev dependency: the Cedar side of the comparison)
 import pytest
 
-pytest.importorskip("cedarpy")
 # `bench/` sits beside `src/`, outside the installed package: import it from the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 

@@ -55,7 +55,6 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    pytest.importorskip("interlock.server.app")
     root = tmp_path_factory.mktemp("serve")
     policy = root / "interlock.yaml"
     policy.write_text(POLICY)

@@ -17,16 +17,16 @@ from typing import Any
 
 import pytest
 import uvicorn
+from playwright import sync_api
 from ui_support import Env
 
 from interlock.gateway import Principal
 from interlock.store import State
 
-sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = os.environ.get("INTERLOCK_CHROMIUM", "/usr/bin/chromium")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)",
-                allow_module_level=True)
+if not Path(CHROMIUM).exists():  # a missing browser is a broken set-up, never a pass
+    pytest.fail(f"no Chromium at {CHROMIUM}: run `apt-get install -y chromium` "
+                "(.ci/run does)", pytrace=False)
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 AGENT = Principal(role="agent", name="ops-agent")
