@@ -170,3 +170,25 @@ def test_lease_passes_to_unknown(store: Store, clock: FakeClock) -> None:
     with pytest.raises(Conflict):
         store.outcome(r.id, agent=AGENT, status="succeeded")
     assert store.resolve(r.id, reviewer=LEAD, status="failed").state is State.FAILED
+
+
+def test_batch_votes_in_one_transaction(store: Store) -> None:
+    items = [submit(store, batch_id="b7").id for _ in range(3)]
+    other = submit(store, agent="billing-bot", batch_id="b7").id  # same name, other agent
+    store.vote(items[0], reviewer=LEAD, verdict="deny", note="no")
+    done, skipped = store.vote_batch("b7", agent=AGENT, reviewer=LEAD2, verdicts="approve")
+    assert sorted(r.id for r in done) == sorted(items[1:])
+    assert all(r.state is State.APPROVED for r in done)
+    assert skipped == []
+    assert store.get(other).state is State.PENDING
+
+    more = [submit(store, batch_id="b8").id for _ in range(2)]
+    done, skipped = store.vote_batch(
+        "b8", agent=AGENT, reviewer=OUTSIDER,
+        verdicts={more[0]: "approve", items[1]: "deny"},
+    )
+    assert done == []
+    assert [(rid, code) for rid, code, _ in skipped] == [
+        (more[0], "not_an_approver"), (items[1], "not_pending")]
+    done, _ = store.vote_batch("b8", agent=AGENT, reviewer=LEAD, verdicts={more[1]: "deny"})
+    assert [r.state for r in done] == [State.DENIED]

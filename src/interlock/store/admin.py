@@ -14,10 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from interlock.errors import BadInput, Conflict, NotFound
-from interlock.policy.records import Level
+from interlock.policy.records import Facts, Level
 from interlock.store import schema as t
 from interlock.store.core import dumps, new_id
-from interlock.store.lifecycle import LifecycleStore
 from interlock.store.records import (
     FINAL,
     Agent,
@@ -31,6 +30,7 @@ from interlock.store.records import (
     TokenKind,
     Vote,
 )
+from interlock.store.sweeper import SweepingStore
 
 
 def hash_secret(secret: str) -> str:
@@ -38,7 +38,7 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class Store(LifecycleStore):
+class Store(SweepingStore):
     """Durable requests, votes, audit trail, agents, tokens, annotations and outbox."""
 
     # -- votes and annotations --------------------------------------------------------
@@ -114,6 +114,53 @@ class Store(LifecycleStore):
                     sa.select(t.feedback).where(a.request_id == request_id).order_by(a.id)
                 ).mappings()
             ]
+
+    # -- facts for the policy ------------------------------------------------------------
+
+    def facts(
+        self, *, agent: str, action: str, environment: str | None, run_id: str | None,
+        recipients: Sequence[str] = (),
+    ) -> Facts:
+        """What history says about an action, each fact one indexed lookup."""
+        r = t.requests.c
+        with self._read() as conn:
+            env = r.environment.is_(None) if environment is None else r.environment == environment
+            seen = conn.execute(
+                sa.select(r.id).where(r.agent == agent, r.action_name == action, env,
+                                      t.in_state(State.SUCCEEDED.value)).limit(1)
+            ).first()
+            failures = 0
+            if run_id is not None:
+                failures = int(conn.execute(
+                    sa.select(sa.func.count()).select_from(t.requests).where(
+                        r.agent == agent, r.run_id == run_id, r.action_name == action,
+                        t.in_state(State.FAILED.value))
+                ).scalar_one())
+            novel_recipients: tuple[str, ...] = ()
+            if recipients:
+                known = {
+                    x for (x,) in conn.execute(
+                        sa.select(t.recipients.c.recipient).where(
+                            t.recipients.c.agent == agent,
+                            t.recipients.c.recipient.in_([str(x) for x in recipients]))
+                    )
+                }
+                novel_recipients = tuple(str(x) for x in recipients if str(x) not in known)
+            agent_row = conn.execute(
+                sa.select(t.agents.c.level).where(t.agents.c.name == agent)
+            ).first()
+            paused = conn.execute(
+                sa.select(t.pauses.c.reason).where(t.pauses.c.scope.in_([agent, "*"]))
+                .order_by(t.pauses.c.scope.desc())
+            ).first()
+        from interlock.policy.records import Facts, Level
+
+        level = agent_row.level if agent_row is not None else None
+        return Facts(
+            novel=seen is None, novel_recipients=novel_recipients, failures=failures,
+            level=None if level is None else Level(level),
+            paused=None if paused is None else str(paused.reason),
+        )
 
     # -- agents ---------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from interlock.errors import BadInput, Conflict, Forbidden, Gone, NotFound
-from interlock.policy.records import Facts, OnTimeout, PolicyResult, Requirements, Risk
+from interlock.policy.records import PolicyResult, Requirements
 from interlock.policy.redact import compile_paths, redact
 from interlock.store import quorum
 from interlock.store import schema as t
@@ -33,12 +33,17 @@ from interlock.store.records import (
     Request,
     Reviewer,
     State,
-    SweepReport,
     Verdict,
 )
 
 _COUNTS: dict[tuple[str, ...], Any] = {}
 _INSERT_VOTE = t.votes.insert()
+_BATCH = (
+    sa.select(t.requests.c.id)
+    .where(t.requests.c.agent == sa.bindparam("agent"),
+           t.requests.c.batch_id == sa.bindparam("batch"), t.in_state(State.PENDING.value))
+    .order_by(t.requests.c.id)
+)
 _BY_KEY = sa.select(t.requests).where(
     t.requests.c.agent == sa.bindparam("agent"),
     t.requests.c.idempotency_key == sa.bindparam("key"),
@@ -175,85 +180,141 @@ class LifecycleStore(StoreBase):
         if args is not None and redact_paths:
             args = redact({"args": args}, compile_paths(redact_paths))["args"]
         with self._write(pipelined=True) as tx:
-            row = self._load(tx, request_id, lock=True)
-            if self._same_vote(tx, row, reviewer, verdict, args):
-                return to_request(row)
-            if version is not None and version != row["version"]:
-                raise Conflict(
-                    f"request `{request_id}` is at version {row['version']}, not {version}: "
-                    "reload it and vote again",
-                    code="stale_version",
-                )
-            if reviewer.name == row["agent"]:
-                raise Forbidden(
-                    f"`{reviewer.name}` proposed request `{request_id}` and may not decide it",
-                    code="self_approval",
-                )
-            if row["state"] != State.PENDING.value:
-                raise Conflict(
-                    f"request `{request_id}` is {row['state']}: it no longer takes votes",
-                    code="not_pending",
-                )
-            reqs = Requirements.from_json(json.loads(row["requirements"]))
-            progress = json.loads(row["progress"])
-            stages = quorum.allowed_stages(reqs, progress, reviewer)
-            if not stages:
-                raise Forbidden(
-                    f"`{reviewer.name}` is not an approver of request `{request_id}` "
-                    "at its current stage",
-                    code="not_an_approver",
-                )
-            actor = f"reviewer:{reviewer.name}"
-            if verdict != "approve":
-                labels = [quorum.label(reqs, gi, si) for gi, si in stages]
-                self._insert_vote(tx, row, reviewer, verdict, note, None, labels, confirmed)
-                tx.audit(actor, "vote", {"verdict": verdict, "note": note, "stages": labels},
-                         request_id=request_id, digest=row["digest"])
-                to = State.DENIED if verdict == "deny" else State.CHANGES_REQUESTED
-                row = self._transition(
-                    tx, row, to, actor=actor, data={"note": note},
-                    values={"reason": note, "decided_at": tx.now, "deadline": None},
-                )
-                if to is State.DENIED:
-                    self._count(tx, row["agent"], denials=1)
-                return to_request(row)
-            values: dict[str, Any] = {}
-            if args is not None:
-                action = json.loads(row["action"])
-                # Votes cast before an edit approved other args: a new round begins.
-                values.update(final_args=dumps(args), edited=True,
-                              digest=digest_of(action, args), round=row["round"] + 1)
-            if new_requirements is not None:
-                reqs = new_requirements
-                progress = quorum.initial(reqs, tx.now)
-                values.update(requirements=dumps(reqs.to_json()), round=row["round"] + 1)
-            counted = quorum.approve(reqs, progress, reviewer, tx.now, edited=args is not None)
-            if not counted.counted and args is None and new_requirements is None:
-                return to_request(row)  # already counted in every gate it could count in
-            labels = [quorum.label(reqs, gi, si) for gi, si in counted.counted]
-            done = [quorum.label(reqs, gi, si) for gi, si in counted.completed]
-            vote_round = values.get("round", row["round"])
-            self._insert_vote(tx, row, reviewer, verdict, note, args, labels, confirmed,
-                              vote_round=vote_round)
-            values.update(progress=dumps(progress), deadline=quorum.deadline(progress))
-            data: dict[str, Any] = {"verdict": verdict, "note": note, "stages": labels,
-                                    "completed": done, "confirmed": confirmed}
-            if args is not None:
-                data["args"] = args
-            if new_requirements is not None:
-                data["requirements"] = "replaced"
-            event = "vote.edit" if args is not None else "vote"
-            if counted.all_done:
-                tx.audit(actor, event, data, request_id=request_id,
-                         digest=values.get("digest", row["digest"]))
-                values.update(decided_at=tx.now, deadline=None,
-                              ttl_expires_at=tx.now + reqs.approval_ttl)
-                row = self._transition(tx, row, State.APPROVED, actor=actor, values=values)
-                edited = bool(row["edited"])
-                self._count(tx, row["agent"], approvals=1, clean_approvals=0 if edited else 1)
+            return self._vote(tx, request_id, reviewer=reviewer, verdict=verdict, note=note,
+                              args=args, version=version, new_requirements=new_requirements,
+                              confirmed=confirmed)
+
+    def vote_batch(
+        self,
+        batch_id: str,
+        *,
+        agent: str,
+        reviewer: Reviewer,
+        verdicts: Mapping[str, Verdict] | Verdict,
+        note: str | None = None,
+        confirmed: bool = False,
+    ) -> tuple[list[Request], list[tuple[str, str, str]]]:
+        """One vote on each pending item of an agent's batch, in one transaction.
+
+        `verdicts` is one verdict for every pending item (approve_all / reject_all), or
+        `{id: verdict}` (each). Returns the items voted on and the skipped ones as
+        (id, code, reason): not pending, not this reviewer's to decide, not in the batch."""
+        done: list[Request] = []
+        skipped: list[tuple[str, str, str]] = []
+        with self._write(pipelined=True) as tx:
+            pending = [r[0] for r in tx.run(_BATCH, {"agent": agent, "batch": batch_id})
+                       .fetchall()]
+            if isinstance(verdicts, str):
+                wanted: dict[str, Verdict] = dict.fromkeys(pending, verdicts)
             else:
-                row = self._bump(tx, row, actor=actor, event=event, data=data, values=values)
+                wanted = dict(verdicts)
+            for rid, verdict in wanted.items():
+                if rid not in pending:
+                    skipped.append((rid, "not_pending",
+                                    f"request `{rid}` is not pending in batch `{batch_id}`"))
+                    continue
+                try:
+                    done.append(self._vote(tx, rid, reviewer=reviewer, verdict=verdict,
+                                           note=note, confirmed=confirmed))
+                except (Conflict, Forbidden, BadInput) as exc:  # checked before any write
+                    skipped.append((rid, exc.code, exc.message))
+        return done, skipped
+
+    def _vote(
+        self,
+        tx: Tx,
+        request_id: str,
+        *,
+        reviewer: Reviewer,
+        verdict: Verdict,
+        note: str | None = None,
+        args: dict[str, Any] | None = None,
+        version: int | None = None,
+        new_requirements: Requirements | None = None,
+        confirmed: bool = False,
+    ) -> Request:
+        if verdict not in ("approve", "deny", "request_changes"):
+            raise BadInput(f"unknown verdict `{verdict}`")
+        row = self._load(tx, request_id, lock=True)
+        if self._same_vote(tx, row, reviewer, verdict, args):
             return to_request(row)
+        if version is not None and version != row["version"]:
+            raise Conflict(
+                f"request `{request_id}` is at version {row['version']}, not {version}: "
+                "reload it and vote again",
+                code="stale_version",
+            )
+        if reviewer.name == row["agent"]:
+            raise Forbidden(
+                f"`{reviewer.name}` proposed request `{request_id}` and may not decide it",
+                code="self_approval",
+            )
+        if row["state"] != State.PENDING.value:
+            raise Conflict(
+                f"request `{request_id}` is {row['state']}: it no longer takes votes",
+                code="not_pending",
+            )
+        reqs = Requirements.from_json(json.loads(row["requirements"]))
+        progress = json.loads(row["progress"])
+        stages = quorum.allowed_stages(reqs, progress, reviewer)
+        if not stages:
+            raise Forbidden(
+                f"`{reviewer.name}` is not an approver of request `{request_id}` "
+                "at its current stage",
+                code="not_an_approver",
+            )
+        actor = f"reviewer:{reviewer.name}"
+        if verdict != "approve":
+            labels = [quorum.label(reqs, gi, si) for gi, si in stages]
+            self._insert_vote(tx, row, reviewer, verdict, note, None, labels, confirmed)
+            tx.audit(actor, "vote", {"verdict": verdict, "note": note, "stages": labels},
+                     request_id=request_id, digest=row["digest"])
+            to = State.DENIED if verdict == "deny" else State.CHANGES_REQUESTED
+            row = self._transition(
+                tx, row, to, actor=actor, data={"note": note},
+                values={"reason": note, "decided_at": tx.now, "deadline": None},
+            )
+            if to is State.DENIED:
+                self._count(tx, row["agent"], denials=1)
+            return to_request(row)
+        values: dict[str, Any] = {}
+        if args is not None:
+            action = json.loads(row["action"])
+            # Votes cast before an edit approved other args: a new round begins.
+            values.update(final_args=dumps(args), edited=True,
+                          digest=digest_of(action, args), round=row["round"] + 1)
+        if new_requirements is not None:
+            reqs = new_requirements
+            progress = quorum.initial(reqs, tx.now)
+            values.update(requirements=dumps(reqs.to_json()), round=row["round"] + 1)
+        counted = quorum.approve(reqs, progress, reviewer, tx.now, edited=args is not None)
+        if not counted.counted and args is None and new_requirements is None:
+            return to_request(row)  # already counted in every gate it could count in
+        labels = [quorum.label(reqs, gi, si) for gi, si in counted.counted]
+        done = [quorum.label(reqs, gi, si) for gi, si in counted.completed]
+        vote_round = values.get("round", row["round"])
+        self._insert_vote(tx, row, reviewer, verdict, note, args, labels, confirmed,
+                          vote_round=vote_round)
+        values.update(progress=dumps(progress), deadline=quorum.deadline(progress))
+        data: dict[str, Any] = {"verdict": verdict, "note": note, "stages": labels,
+                                "completed": done, "confirmed": confirmed}
+        if args is not None:
+            data["args"] = args
+        if new_requirements is not None:
+            data["requirements"] = "replaced"
+        event = "vote.edit" if args is not None else "vote"
+        if counted.all_done:
+            tx.audit(actor, event, data, request_id=request_id,
+                     digest=values.get("digest", row["digest"]))
+            values.update(decided_at=tx.now, deadline=None,
+                          ttl_expires_at=tx.now + reqs.approval_ttl)
+            row = self._transition(tx, row, State.APPROVED, actor=actor, values=values)
+            edited = bool(row["edited"])
+            self._count(tx, row["agent"], approvals=1, clean_approvals=0 if edited else 1)
+        else:
+            row = self._bump(tx, row, actor=actor, event=event, data=data, values=values)
+        return to_request(row)
+
 
     def _same_vote(
         self, tx: Tx, row: Row, reviewer: Reviewer, verdict: str, args: dict[str, Any] | None
@@ -442,134 +503,6 @@ class LifecycleStore(StoreBase):
                 self._after_outcome(tx, row)
             return to_request(row)
 
-    # -- the sweeper -------------------------------------------------------------------
-
-    def sweep(self, *, limit: int = 200) -> SweepReport:
-        """Apply stage timeouts and expire claim leases; safe in many processes at once
-        (rows another sweeper holds are skipped)."""
-        report = SweepReport()
-        with self._write() as tx:
-            due = tx.conn.execute(
-                sa.select(t.requests)
-                .where(t.in_state(State.PENDING.value),
-                       t.requests.c.deadline <= tx.now)
-                .order_by(t.requests.c.deadline).limit(limit)
-                .with_for_update(skip_locked=True)
-            ).mappings().all()
-            for r in due:
-                self._timeout(tx, dict(r), report)
-            leases = tx.conn.execute(
-                sa.select(t.requests)
-                .where(t.in_state(State.EXECUTING.value),
-                       t.requests.c.lease_expires_at <= tx.now)
-                .order_by(t.requests.c.lease_expires_at).limit(limit)
-                .with_for_update(skip_locked=True)
-            ).mappings().all()
-            for r in leases:
-                self._transition(
-                    tx, dict(r), State.UNKNOWN, actor="system",
-                    data={"why": "claim lease passed with no outcome"},
-                    values={"reason": "the claim lease passed with no outcome reported",
-                            "lease_expires_at": None},
-                )
-                report.unknown.append(r["id"])
-        return report
-
-    def _timeout(self, tx: Tx, row: Row, report: SweepReport) -> None:
-        reqs = Requirements.from_json(json.loads(row["requirements"]))
-        progress = json.loads(row["progress"])
-        due = quorum.timed_out(reqs, progress, tx.now)
-        if not due:
-            return
-        rid = row["id"]
-        labels = {(gi, si): quorum.label(reqs, gi, si) for gi, si, _ in due}
-        refuse = [(gi, si) for gi, si, a in due if a is OnTimeout.DENY]
-        approve = [(gi, si) for gi, si, a in due if a is OnTimeout.APPROVE]
-        if approve and row["risk"] != Risk.LOW.value:
-            reason = (f"timed out at {labels[approve[0]]}: on_timeout approve applies only to "
-                      f"low risk, this request is {row['risk']}")
-            refuse = approve
-        elif refuse:
-            reason = f"timed out at {labels[refuse[0]]}"
-        if refuse:
-            self._transition(tx, row, State.EXPIRED, actor="system",
-                             data={"why": reason, "stages": [labels[s] for s in refuse]},
-                             values={"reason": reason, "deadline": None, "decided_at": tx.now})
-            report.expired.append(rid)
-            return
-        escalated = []
-        for gi, si, action in due:
-            if action is OnTimeout.ESCALATE:
-                quorum.escalate(reqs, progress, gi, si, tx.now)
-                escalated.append(labels[(gi, si)])
-            else:
-                quorum.complete(reqs, progress, gi, si, tx.now)
-        values = {"progress": dumps(progress), "deadline": quorum.deadline(progress)}
-        if approve:
-            tx.audit("system", "timeout.approve", {"stages": [labels[s] for s in approve]},
-                     request_id=rid, digest=row["digest"])
-        if escalated:
-            row = self._bump(tx, row, actor="system", event="escalated",
-                             data={"stages": escalated, "to": list(_escalate_to(reqs, due))},
-                             values=values)
-            report.escalated.append(rid)
-        if quorum.met(progress):
-            values.update(decided_at=tx.now, deadline=None,
-                          ttl_expires_at=tx.now + reqs.approval_ttl)
-            self._transition(tx, row, State.APPROVED, actor="system",
-                             data={"why": "on_timeout approve"}, values=values)
-            report.approved.append(rid)
-        elif approve and not escalated:
-            self._bump(tx, row, actor="system", event="stage.completed",
-                       data={"why": "on_timeout approve"}, values=values)
-
-    # -- facts for the policy ------------------------------------------------------------
-
-    def facts(
-        self, *, agent: str, action: str, environment: str | None, run_id: str | None,
-        recipients: Sequence[str] = (),
-    ) -> Facts:
-        """What history says about an action, each fact one indexed lookup."""
-        r = t.requests.c
-        with self._read() as conn:
-            env = r.environment.is_(None) if environment is None else r.environment == environment
-            seen = conn.execute(
-                sa.select(r.id).where(r.agent == agent, r.action_name == action, env,
-                                      t.in_state(State.SUCCEEDED.value)).limit(1)
-            ).first()
-            failures = 0
-            if run_id is not None:
-                failures = int(conn.execute(
-                    sa.select(sa.func.count()).select_from(t.requests).where(
-                        r.agent == agent, r.run_id == run_id, r.action_name == action,
-                        t.in_state(State.FAILED.value))
-                ).scalar_one())
-            novel_recipients: tuple[str, ...] = ()
-            if recipients:
-                known = {
-                    x for (x,) in conn.execute(
-                        sa.select(t.recipients.c.recipient).where(
-                            t.recipients.c.agent == agent,
-                            t.recipients.c.recipient.in_([str(x) for x in recipients]))
-                    )
-                }
-                novel_recipients = tuple(str(x) for x in recipients if str(x) not in known)
-            agent_row = conn.execute(
-                sa.select(t.agents.c.level).where(t.agents.c.name == agent)
-            ).first()
-            paused = conn.execute(
-                sa.select(t.pauses.c.reason).where(t.pauses.c.scope.in_([agent, "*"]))
-                .order_by(t.pauses.c.scope.desc())
-            ).first()
-        from interlock.policy.records import Level
-
-        level = agent_row.level if agent_row is not None else None
-        return Facts(
-            novel=seen is None, novel_recipients=novel_recipients, failures=failures,
-            level=None if level is None else Level(level),
-            paused=None if paused is None else str(paused.reason),
-        )
-
 
 def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
     value = data.get(key)
@@ -588,11 +521,3 @@ def _outcome_state(status: str) -> State:
     if status == "failed":
         return State.FAILED
     raise BadInput(f"an outcome is `succeeded` or `failed`, not `{status}`")
-
-
-def _escalate_to(reqs: Requirements, due: list[tuple[int, int, OnTimeout]]) -> list[str]:
-    out: list[str] = []
-    for gi, _, action in due:
-        if action is OnTimeout.ESCALATE:
-            out.extend(a for a in reqs.gates[gi].escalate_to if a not in out)
-    return out
