@@ -135,3 +135,30 @@ def test_unreachable_database_is_one_line(capsys: pytest.CaptureFixture[str]) ->
     assert main(["db", "upgrade", "--db", url]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("interlock: cannot") for line in err)
+
+
+def test_a_failed_migration_leaves_nothing_behind(
+    db: DB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy as sa
+
+    from interlock.store import backends
+
+    real = backends.backend_for_dialect
+
+    def broken(name: str) -> backends.Backend:
+        backend = real(name)
+        backend.audit_guard = [*backend.audit_guard, "THIS IS NOT SQL"]
+        return backend
+
+    monkeypatch.setattr(backends, "backend_for_dialect", broken)
+    with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
+        db.open()
+    monkeypatch.undo()
+    engine = backends.backend_for_url(db.url).create_engine(db.url, db.connect_args)
+    try:
+        with engine.connect() as conn:
+            assert not sa.inspect(conn).get_table_names()  # tables and version row rolled back
+    finally:
+        engine.dispose()
+    db.open().close()  # and the next start migrates cleanly
