@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 
 import pytest
+from tests.server.conftest import Env
 
 from interlock.server.app import ENDPOINTS
-from tests.server.conftest import Env
 
 pytestmark = pytest.mark.anyio
 

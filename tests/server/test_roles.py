@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-
 from tests.server.conftest import Env
 
 pytestmark = pytest.mark.anyio
@@ -170,7 +169,7 @@ async def test_cookies_are_not_credentials(env: Env) -> None:
 
 
 async def test_revoked_and_expired_tokens(env: Env) -> None:
-    token, secret = env.store.create_token(kind="reviewer", name="gone", actor="test",
+    _token, secret = env.store.create_token(kind="reviewer", name="gone", actor="test",
                                            expires_at=env.clock.now() + 60)
     h = {"Authorization": f"Bearer {secret}"}
     assert (await env.client.get("/v1/queue", headers=h)).status_code == 200

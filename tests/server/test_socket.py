@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from tests.server.servers import Server, cli, pg_schema, serving
 
 TIGHT = """version: 1
@@ -171,34 +170,33 @@ def test_serve_errors(tmp_path: Path) -> None:
 def test_two_servers_on_postgres(tmp_path: Path) -> None:
     # The policy is not ./interlock.yaml, so `token create` here is not gated by it.
     (tmp_path / "tight.yaml").write_text(TIGHT)
-    with pg_schema() as db:
-        with serving(tmp_path, "--db", db, "--policy", "tight.yaml") as a, \
+    with pg_schema() as db, serving(tmp_path, "--db", db, "--policy", "tight.yaml") as a, \
                 serving(tmp_path, "--db", db, "--policy", "tight.yaml") as b:
-            bot = token(tmp_path, "--agent", "pg-bot", "--db", db)
-            lead = token(tmp_path, "--reviewer", "tl", "--groups", "tech-lead", "--db", db)
-            (tmp_path / "other.yaml").write_text(TIGHT.replace("everything-waits", "changed"))
-            refused = Server(tmp_path, "--db", db, "--policy", "other.yaml")
-            refused.proc.wait(30)
-            assert refused.proc.returncode == 1
-            assert "runs policy" in refused.err.read_text()
-            sub = httpx.post(a.url + "/v1/actions", headers=h(bot),
-                             json={"action": "restart"}).json()
-            assert sub["state"] == "pending"
-            result: dict[str, Any] = {}
+        bot = token(tmp_path, "--agent", "pg-bot", "--db", db)
+        lead = token(tmp_path, "--reviewer", "tl", "--groups", "tech-lead", "--db", db)
+        (tmp_path / "other.yaml").write_text(TIGHT.replace("everything-waits", "changed"))
+        refused = Server(tmp_path, "--db", db, "--policy", "other.yaml")
+        refused.proc.wait(30)
+        assert refused.proc.returncode == 1
+        assert "runs policy" in refused.err.read_text()
+        sub = httpx.post(a.url + "/v1/actions", headers=h(bot),
+                         json={"action": "restart"}).json()
+        assert sub["state"] == "pending"
+        result: dict[str, Any] = {}
 
-            def wait() -> None:
-                result["r"] = httpx.get(f"{a.url}/v1/actions/{sub['id']}/wait",
-                                        headers=h(bot), params={"timeout": 30}, timeout=40)
+        def wait() -> None:
+            result["r"] = httpx.get(f"{a.url}/v1/actions/{sub['id']}/wait",
+                                    headers=h(bot), params={"timeout": 30}, timeout=40)
 
-            waiter = threading.Thread(target=wait)
-            waiter.start()
-            time.sleep(0.5)
-            started = time.monotonic()
-            r = httpx.post(f"{b.url}/v1/actions/{sub['id']}/decision", headers=h(lead),
-                           json={"verdict": "approve"})
-            assert r.json()["state"] == "approved", r.text
-            waiter.join(10)
-            # woken by NOTIFY from B, not by A's 30 s timeout
-            assert time.monotonic() - started < 2.0
-            assert result["r"].json()["state"] == "approved"
-            assert result["r"].json()["changed"] is True
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        r = httpx.post(f"{b.url}/v1/actions/{sub['id']}/decision", headers=h(lead),
+                       json={"verdict": "approve"})
+        assert r.json()["state"] == "approved", r.text
+        waiter.join(10)
+        # woken by NOTIFY from B, not by A's 30 s timeout
+        assert time.monotonic() - started < 2.0
+        assert result["r"].json()["state"] == "approved"
+        assert result["r"].json()["changed"] is True

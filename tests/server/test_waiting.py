@@ -10,7 +10,6 @@ import threading
 import time
 
 import pytest
-
 from tests.server.conftest import Env
 
 pytestmark = pytest.mark.anyio
@@ -97,7 +96,7 @@ async def test_sse_streams_state_changes(env: Env) -> None:
     await env.post(f"/v1/actions/{rid}/claim", "bot")
     await env.post(f"/v1/actions/{rid}/outcome", "bot", {"status": "succeeded"})
     await asyncio.wait_for(reader, 5)  # the stream ends with the final state
-    assert [s["state"] for s in seen][0] == "pending"
+    assert next(s["state"] for s in seen) == "pending"
     assert [s["state"] for s in seen][-1] == "succeeded"
     versions = [s["version"] for s in seen]
     assert versions == sorted(set(versions))  # one event per change, in order

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from tests.server.conftest import Env
 
 pytestmark = pytest.mark.anyio
@@ -310,7 +309,7 @@ async def test_audit_and_insights(env: Env) -> None:
     rid = (await env.submit(action="task.run"))["id"]
     await env.decide(rid, "rev", note="fine")
     entries = (await env.get("/v1/audit", "rev", request_id=rid)).json()["entries"]
-    assert [e["event"] for e in entries][0] == "submitted"
+    assert next(e["event"] for e in entries) == "submitted"
     assert any(e["actor"] == "reviewer:rev" for e in entries)
     page = (await env.get("/v1/audit", "rev", limit=2)).json()
     assert len(page["entries"]) == 2 and page["next_after"] == page["entries"][-1]["seq"]

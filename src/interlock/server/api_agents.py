@@ -182,7 +182,7 @@ _COMMON = (404,)
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(method="POST", path="/v1/actions", handler=submit, summary="Submit an action",
-             roles=("agent",), body=ActionIn, response=SubmitOut, errors=(409, 429),
+             roles=("agent",), body=ActionIn, response=SubmitOut, errors=(404, 409, 429),
              tags=("agents",)),
     Endpoint(method="GET", path=_ID, handler=get_action,
              summary="A request with its state, votes and timeline",

@@ -69,7 +69,7 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
         statuses |= {401, 403}
     if ep.body is not None:
         statuses |= {400, 413, 422}
-    if ep.query:
+    if ep.query or "{" in ep.path:
         statuses.add(422)
     for status in sorted(statuses):
         responses[str(status)] = _error(status)
