@@ -60,7 +60,10 @@ class SQLiteBackend:
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: sa.Connection) -> None:
             read = conn.get_execution_options().get("interlock_read", False)
-            conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+            # Straight to the driver: this runs once per transaction, on every write.
+            conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                "BEGIN" if read else "BEGIN IMMEDIATE"
+            )
 
         return engine
 
