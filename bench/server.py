@@ -1,0 +1,332 @@
+"""Server benchmark: submits/s with durable SQLite audit vs a bare Starlette endpoint, and the
+commit-to-response delay of 500 waiting agents (SQLite, then two processes on PostgreSQL).
+
+Run as `python -m bench.server`; `run()` returns the markdown table. Every figure comes from
+one run, with the same uvicorn settings and the same asyncio httpx load client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from statistics import quantiles
+from typing import Any
+
+import httpx
+
+CONNECTIONS = 32
+SECONDS = 5.0
+WAITERS = 500
+DECIDERS = 8
+PG_URL = os.environ.get("INTERLOCK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+POLICY = """version: 1
+defaults: {approvers: [bench]}
+escalation: {novel_action: false, novel_recipient: false}
+limits: {pending_per_agent: 100000, actions_per_minute: 100000000}
+rules:
+  - name: reads
+    match: {action: "read_*"}
+    decision: allow
+  - name: gated
+    match: {action: "task.*"}
+    decision: require_approval
+    approvers: [bench]
+"""
+
+
+# --- servers (run in subprocesses) ---------------------------------------------------------
+
+
+def _bare_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def bare(request: Request) -> JSONResponse:
+        await request.body()
+        return JSONResponse({"ok": True})
+
+    return Starlette(routes=[Route("/bare", bare, methods=["GET", "POST"])])
+
+
+def _fastapi_app() -> Any:
+    from fastapi import FastAPI, Request
+
+    app = FastAPI()
+
+    @app.api_route("/bare", methods=["GET", "POST"])
+    async def bare(request: Request) -> dict[str, bool]:
+        await request.body()
+        return {"ok": True}
+
+    return app
+
+
+def serve(kind: str, port: int, db: str, policy: str) -> None:
+    """Entry point of a server subprocess."""
+    import uvicorn
+
+    if kind == "bare":
+        app = _bare_app()
+    elif kind == "fastapi":
+        app = _fastapi_app()
+    else:
+        from interlock.gateway import Gateway
+        from interlock.policy import load_policy
+        from interlock.server.app import create_app
+        from interlock.server.settings import ServerSettings
+        from interlock.store import open_store
+
+        app = create_app(Gateway(load_policy(policy), open_store(db)), ServerSettings())
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    def __init__(self, kind: str, db: str = "", policy: str = "") -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        code = f"from bench.server import serve; serve({kind!r}, {self.port}, {db!r}, {policy!r})"
+        self.proc = subprocess.Popen([sys.executable, "-c", code])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(self.url + ("/bare" if kind in ("bare", "fastapi") else "/healthz"))
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{kind} server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def _token(db: str, kind: str, name: str) -> str:
+    from interlock.store import open_store
+
+    store = open_store(db)
+    try:
+        return store.create_token(kind=kind, name=name, groups=("bench",),  # type: ignore[arg-type]
+                                  actor="bench")[1]
+    finally:
+        store.close()
+
+
+# --- load ------------------------------------------------------------------------------------
+
+
+class Conn:
+    """A minimal keep-alive HTTP/1.1 client connection: httpx's pool, not the server, was the
+    bottleneck at these rates, so the load client is as thin as asyncio allows."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.host, self.port = host, int(port)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes = b"",
+                      headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+        for k, v in (headers or {}).items():
+            head += f"{k}: {v}\r\n"
+        if body:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write(head.encode() + b"\r\n" + body)
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        length = next(int(x.split(":", 1)[1]) for x in lines
+                      if x.lower().startswith("content-length:"))
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def _throughput(url: str, path: str, body: dict[str, Any] | None,
+                      headers: dict[str, str]) -> float:
+    payload = json.dumps(body).encode() if body is not None else b""
+    method = "POST" if body is not None else "GET"
+    done = 0
+    stop = time.monotonic() + SECONDS
+
+    async def worker() -> None:
+        nonlocal done
+        conn = Conn(url)
+        try:
+            while time.monotonic() < stop:
+                status, text = await conn.request(method, path, payload, headers)
+                assert status == 200, text
+                done += 1
+        finally:
+            conn.close()
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+    return done / (time.monotonic() - started)
+
+
+def _pct(values: list[float]) -> tuple[float, float]:
+    cuts = quantiles(values, n=100)
+    return cuts[49] * 1000, cuts[98] * 1000
+
+
+async def _waiters(submit_url: str, decide_url: str, agent: str, reviewer: str,
+                   ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(delay p50/p99 in ms from decision commit to waiter response, bare round trip p50/p99)."""
+    ha = {"Authorization": f"Bearer {agent}"}
+    hr = {"Authorization": f"Bearer {reviewer}"}
+    setup = Conn(submit_url)
+    ids = []
+    for _ in range(WAITERS):
+        _, text = await setup.request("POST", "/v1/actions", b'{"action": "task.run"}', ha)
+        ids.append(json.loads(text)["id"])
+    setup.close()
+    answered: dict[str, float] = {}
+
+    async def wait(rid: str) -> None:
+        conn = Conn(submit_url)
+        _, text = await conn.request("GET", f"/v1/actions/{rid}/wait?timeout=60", b"", ha)
+        answered[rid] = time.perf_counter()
+        conn.close()
+        assert json.loads(text)["state"] == "approved", text
+
+    tasks = [asyncio.create_task(wait(rid)) for rid in ids]
+    await asyncio.sleep(2.0)  # every waiter is parked
+    committed: dict[str, float] = {}
+    rtts: list[float] = []
+    queue = list(ids)
+
+    async def decider() -> None:
+        conn = Conn(decide_url)
+        while queue:
+            rid = queue.pop()
+            _, text = await conn.request("POST", f"/v1/actions/{rid}/decision",
+                                         b'{"verdict": "approve"}', hr)
+            committed[rid] = time.perf_counter()  # the answer follows the commit
+            assert json.loads(text)["state"] == "approved", text
+            t0 = time.perf_counter()
+            await conn.request("GET", "/healthz")
+            rtts.append(time.perf_counter() - t0)
+        conn.close()
+
+    await asyncio.gather(*(decider() for _ in range(DECIDERS)))
+    await asyncio.gather(*tasks)
+    delays = [max(0.0, answered[rid] - committed[rid]) for rid in ids]
+    return _pct(delays), _pct(rtts)
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def _pg_schema_url() -> tuple[str, Any]:
+    import sqlalchemy as sa
+
+    schema = f"il_bench_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+
+    def drop() -> None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        engine.dispose()
+
+    return f"{PG_URL}?options=-csearch_path%3D{schema}", drop
+
+
+def run() -> str:
+    rows: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        policy = str(Path(tmp) / "policy.yaml")
+        Path(policy).write_text(POLICY)
+        db = f"sqlite:///{tmp}/bench.db"
+        from interlock.store import open_store
+
+        open_store(db).close()
+        agent, reviewer = _token(db, "agent", "bench-bot"), _token(db, "reviewer", "rev")
+
+        bare = Proc("bare")
+        try:
+            anchor = asyncio.run(_throughput(bare.url, "/bare", {"action": "read_x"}, {}))
+        finally:
+            bare.stop()
+        rows.append(("(a) bare Starlette JSON endpoint (anchor)", f"{anchor:,.0f} req/s", "1.00×"))
+        try:
+            import fastapi  # noqa: F401
+
+            fa = Proc("fastapi")
+            try:
+                fast = asyncio.run(_throughput(fa.url, "/bare", {"action": "read_x"}, {}))
+            finally:
+                fa.stop()
+            rows.append(("(a) bare FastAPI endpoint", f"{fast:,.0f} req/s",
+                         f"{fast / anchor:.2f}×"))
+        except ImportError:
+            rows.append(("(a) bare FastAPI endpoint", "not installed", "–"))
+        server = Proc("interlock", db, policy)
+        try:
+            sub = asyncio.run(_throughput(server.url, "/v1/actions", {"action": "read_x"},
+                                          {"Authorization": f"Bearer {agent}"}))
+            rows.append(("(a) interlock submit, allowed, audit in SQLite", f"{sub:,.0f} req/s",
+                         f"{sub / anchor:.2f}× (target ≥ 0.40×)"))
+            (d50, d99), (b50, b99) = asyncio.run(
+                _waiters(server.url, server.url, agent, reviewer))
+        finally:
+            server.stop()
+        rows.append((f"(b) {WAITERS} waiters, SQLite: commit → waiter answered",
+                     f"p50 {d50:.1f} ms, p99 {d99:.1f} ms",
+                     f"{d99 / b99:.2f}× anchor p99 (target ≤ 3×)"))
+        rows.append(("(b) anchor: bare round trip at the same load",
+                     f"p50 {b50:.1f} ms, p99 {b99:.1f} ms", "1.00×"))
+        try:
+            pg, drop = _pg_schema_url()
+        except Exception as exc:
+            rows.append(("(c) PostgreSQL", f"unreachable: {type(exc).__name__}", "–"))
+        else:
+            try:
+                open_store(pg).close()
+                pa, pr = _token(pg, "agent", "bench-bot"), _token(pg, "reviewer", "rev")
+                a, b = Proc("interlock", pg, policy), Proc("interlock", pg, policy)
+                try:
+                    (d50, d99), (b50, b99) = asyncio.run(_waiters(a.url, b.url, pa, pr))
+                finally:
+                    a.stop()
+                    b.stop()
+                rows.append((f"(c) {WAITERS} waiters on A, decisions on B (PostgreSQL)",
+                             f"p50 {d50:.1f} ms, p99 {d99:.1f} ms",
+                             f"{d99 / b99:.2f}× anchor p99 (target ≤ 3×)"))
+                rows.append(("(c) anchor: bare round trip on B at the same load",
+                             f"p50 {b50:.1f} ms, p99 {b99:.1f} ms", "1.00×"))
+            finally:
+                drop()
+    head = (f"uvicorn, 1 worker each; load: a raw asyncio HTTP/1.1 keep-alive client, {CONNECTIONS} connections, "
+            f"{SECONDS:g} s per row; {os.cpu_count()} CPUs; the client shares them\n\n")
+    table = ["| what | result | vs anchor |", "|---|---|---|"]
+    table += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return head + "\n".join(table)
+
+
+if __name__ == "__main__":
+    print(run())
