@@ -321,7 +321,8 @@ def run() -> str:
                              f"p50 {b50:.1f} ms, p99 {b99:.1f} ms", "1.00×"))
             finally:
                 drop()
-    head = (f"uvicorn, 1 worker each; load: a raw asyncio HTTP/1.1 keep-alive client, {CONNECTIONS} connections, "
+    head = ("uvicorn, 1 worker each; load: a raw asyncio HTTP/1.1 keep-alive client, "
+            f"{CONNECTIONS} connections, "
             f"{SECONDS:g} s per row; {os.cpu_count()} CPUs; the client shares them\n\n")
     table = ["| what | result | vs anchor |", "|---|---|---|"]
     table += [f"| {a} | {b} | {c} |" for a, b, c in rows]
