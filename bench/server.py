@@ -60,11 +60,11 @@ def _bare_app() -> Any:
 
 
 def _fastapi_app() -> Any:
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI, Request  # type: ignore[import-not-found,unused-ignore]
 
     app = FastAPI()
 
-    @app.api_route("/bare", methods=["GET", "POST"])
+    @app.api_route("/bare", methods=["GET", "POST"])  # type: ignore[untyped-decorator,unused-ignore]
     async def bare(request: Request) -> dict[str, bool]:
         await request.body()
         return {"ok": True}
