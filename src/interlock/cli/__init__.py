@@ -40,6 +40,13 @@ def _register() -> None:
     app.add_typer(tokens_cli.app, name="token")
     app.command()(ops_cli.pause)
     app.command()(ops_cli.unpause)
+    from interlock.cli import demo as demo_cli
+    from interlock.cli import review as review_cli
+
+    app.command()(review_cli.queue)
+    app.command()(review_cli.approve)
+    app.command()(review_cli.deny)
+    app.command()(demo_cli.demo)
 
 
 _register()
