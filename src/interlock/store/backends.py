@@ -30,6 +30,10 @@ class Backend(Protocol):
 
     def insert_ignore(self, table: sa.Table) -> Any: ...
 
+    def insert(self, table: sa.Table) -> Any:
+        """The dialect's INSERT, which has `on_conflict_do_update`."""
+        ...
+
 
 def backend_for_url(url: str) -> Backend:
     """The backend a database URL names (`sqlite:///FILE` or `postgresql://...`)."""

@@ -316,9 +316,13 @@ class StoreBase:
         actor: str,
         data: dict[str, Any] | None = None,
         values: dict[str, Any] | None = None,
+        new_request: bool = False,
     ) -> Row:
         """Move a request to `to` if the chart allows it, by compare-and-set on its state
-        and version; audit and announce it in the same transaction. Returns the new row."""
+        and version; audit and announce it in the same transaction. Returns the new row.
+
+        `new_request`: `row` is a request being submitted (state submitted, not yet stored);
+        it is inserted directly in its first state, one write instead of two."""
         current = State(row["state"])
         rid = row["id"]
         if not allowed(current, to):
@@ -329,7 +333,10 @@ class StoreBase:
             )
         new = {**row, **(values or {})}
         new.update(state=to.value, version=row["version"] + 1, updated_at=tx.now)
-        self._cas(tx, row, new)
+        if new_request:
+            tx.run(_INSERT_REQUEST, new)
+        else:
+            self._cas(tx, row, new)
         tx.audit(
             actor, f"state.{to.value}", {"from": current.value, "to": to.value, **(data or {})},
             request_id=rid, digest=new["digest"],

@@ -17,7 +17,6 @@ from interlock.policy.redact import compile_paths, redact
 from interlock.store import quorum
 from interlock.store import schema as t
 from interlock.store.core import (
-    _INSERT_REQUEST,
     Row,
     StoreBase,
     Tx,
@@ -36,7 +35,6 @@ from interlock.store.records import (
     Verdict,
 )
 
-_COUNTS: dict[tuple[str, ...], Any] = {}
 _INSERT_VOTE = t.votes.insert()
 _BATCH = (
     sa.select(t.requests.c.id)
@@ -138,7 +136,6 @@ class LifecycleStore(StoreBase):
                 "ttl_expires_at": None,
                 "lease_expires_at": None,
             }
-            tx.run(_INSERT_REQUEST, row)
             actor = f"agent:{agent}"
             tx.audit(
                 actor, "submitted",
@@ -151,7 +148,8 @@ class LifecycleStore(StoreBase):
                 values["deadline"] = quorum.deadline(progress)
             else:
                 values["decided_at"] = tx.now
-            row = self._transition(tx, row, target, actor="policy", values=values)
+            row = self._transition(tx, row, target, actor="policy", values=values,
+                                   new_request=True)
             return to_request(row)
 
     # -- votes -------------------------------------------------------------------------
@@ -339,18 +337,19 @@ class LifecycleStore(StoreBase):
         )
 
     def _count(self, tx: Tx, agent: str, **deltas: int) -> None:
-        c = t.agents.c
+        """Add to an agent's counters, creating its row on first use (one upsert)."""
         keys = tuple(sorted(k for k, v in deltas.items() if v))
-        stmt = _COUNTS.get(keys)
-        if stmt is None:
-            stmt = _COUNTS[keys] = t.agents.update().where(c.name == sa.bindparam("agent")).values(
-                {**{c[k]: c[k] + sa.bindparam(f"d_{k}") for k in keys},
-                 c.updated_at: sa.bindparam("now")})
-        # Make sure the agent's row exists, then count: neither waits for a result, so both
-        # ride in the transaction's pipeline on PostgreSQL.
-        tx.run(self._statement("agent_row", lambda: self.backend.insert_ignore(t.agents)),
-               {"name": agent, "updated_at": tx.now})
-        tx.run(stmt, {"agent": agent, "now": tx.now, **{f"d_{k}": deltas[k] for k in keys}})
+
+        def build() -> Any:
+            ins = self.backend.insert(t.agents)
+            return ins.on_conflict_do_update(
+                index_elements=[t.agents.c.name],
+                set_={**{k: t.agents.c[k] + ins.excluded[k] for k in keys},
+                      "updated_at": ins.excluded.updated_at},
+            )
+
+        stmt = self._statement("count:" + ",".join(keys), build)
+        tx.run(stmt, {"name": agent, "updated_at": tx.now, **{k: deltas[k] for k in keys}})
 
     def delegate(
         self, request_id: str, *, reviewer: Reviewer, to: Sequence[str],

@@ -62,3 +62,6 @@ class PostgresBackend:
 
     def insert_ignore(self, table: sa.Table) -> Any:
         return pg_insert(table).on_conflict_do_nothing()
+
+    def insert(self, table: sa.Table) -> Any:
+        return pg_insert(table)

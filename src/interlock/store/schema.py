@@ -44,9 +44,15 @@ requests = sa.Table(
     sa.Column("deadline", _Time, nullable=True),
     sa.Column("ttl_expires_at", _Time, nullable=True),
     sa.Column("lease_expires_at", _Time, nullable=True),
-    sa.UniqueConstraint("agent", "idempotency_key", name="uq_requests_idempotency"),
-    sa.Index("ix_requests_agent_batch", "agent", "batch_id"),
 )
+
+# Only requests that carry a key or a batch have entries in these (most carry neither).
+_has_key = requests.c.idempotency_key.is_not(None)
+_in_batch = requests.c.batch_id.is_not(None)
+sa.Index("uq_requests_idempotency", requests.c.agent, requests.c.idempotency_key, unique=True,
+         sqlite_where=_has_key, postgresql_where=_has_key)
+sa.Index("ix_requests_agent_batch", requests.c.agent, requests.c.batch_id,
+         sqlite_where=_in_batch, postgresql_where=_in_batch)
 
 def in_state(state: str) -> sa.ColumnElement[bool]:
     """`state = '<state>'` with the value inline, so planners can use the partial indexes."""

@@ -72,3 +72,6 @@ class SQLiteBackend:
 
     def insert_ignore(self, table: sa.Table) -> Any:
         return sqlite_insert(table).on_conflict_do_nothing()
+
+    def insert(self, table: sa.Table) -> Any:
+        return sqlite_insert(table)
