@@ -162,3 +162,15 @@ def test_a_failed_migration_leaves_nothing_behind(
     finally:
         engine.dispose()
     db.open().close()  # and the next start migrates cleanly
+
+
+def test_public_names_are_complete_and_sorted() -> None:
+    import interlock.store as store_pkg
+
+    exported = [n for n in dir(store_pkg) if not n.startswith("_") and n[0].isupper()]
+    # ruff (RUF022) keeps __all__ sorted; here: no duplicates, and every name resolves
+    assert len(set(store_pkg.__all__)) == len(store_pkg.__all__)
+    assert all(hasattr(store_pkg, n) for n in store_pkg.__all__)
+    records = {"Agent", "Annotation", "AuditEntry", "Claim", "OutboxItem", "Request", "Reviewer",
+               "State", "Store", "SweepReport", "Token", "VerifyReport", "Vote"}
+    assert records <= set(store_pkg.__all__) and records <= set(exported)

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from interlock.clock import Clock
 from interlock.errors import BadInput, Conflict, NotFound
 from interlock.policy.records import Facts, Level
 from interlock.store import schema as t
@@ -303,10 +304,13 @@ def _token(r: dict[str, Any]) -> Token:
 
 
 def open_store(
-    url: str, *, clock: Any = None, connect_args: dict[str, Any] | None = None,
+    url: str, *, clock: Clock | None = None, connect_args: dict[str, Any] | None = None,
     auto_upgrade: bool = False,
 ) -> Store:
-    """Open (and, if empty, create) the store at a database URL."""
+    """Open the store at a database URL (`sqlite:///FILE`, `postgresql://...`).
+
+    An empty database is migrated; one whose schema is older is refused unless
+    `auto_upgrade`, and one newer than this interlock is always refused."""
     if not url:
         raise BadInput("no database URL given")
     return Store(url, clock=clock, connect_args=connect_args, auto_upgrade=auto_upgrade)
