@@ -132,6 +132,16 @@ def test_demo_end_to_end(demo: Demo) -> None:
         demo.until("the outcome in the log", lambda: any(
             deploy["id"] in line and done in line for line in demo.lines))
 
+        # Changes requested: the agent proposes a linked revision.
+        update = next(i for i in queue if i["action"]["action"] == "crm.update_contacts")
+        r = api.post(f"/v1/actions/{update['id']}/decision", json={
+            "verdict": "request_changes", "note": "only DE for now"})
+        assert r.status_code == 200, r.text
+        revised = demo.until("a revision", lambda: next(
+            (rid for _, _, rid in demo.submitted()
+             if api.get(f"/v1/actions/{rid}").json()["revision_of"] == update["id"]), None))
+        assert "only DE for now" in api.get(f"/v1/actions/{revised}").json()["action"]["reason"]
+
     started = time.monotonic()
     demo.proc.send_signal(signal.SIGINT)
     assert demo.proc.wait(timeout=10) == 0

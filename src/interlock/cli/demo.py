@@ -31,6 +31,7 @@ from interlock.errors import BadInput, InterlockError
 from interlock.gateway import Gateway
 from interlock.policy import Policy, load_policy
 from interlock.server.settings import ServerSettings
+from interlock.server.ui_views import visible
 from interlock.store import Store, open_store
 
 #: Requests a simulated agent waits on at once before it stops proposing more.
@@ -240,7 +241,7 @@ class Log:
         text = Text(time.strftime("%H:%M:%S "), style="dim")
         text.append(f"{agent:<12} ", style="cyan")
         text.append(f"{what:<34} ")
-        text.append(outcome, style=style)
+        text.append(visible(outcome), style=style)
         with self._lock:
             self.console.print(text, soft_wrap=True)
 
@@ -273,7 +274,13 @@ class SimulatedAgents:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _spawn(self, target: Callable[..., None], name: str, *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        def guarded() -> None:
+            try:
+                target(*args)
+            except Exception as exc:  # a demo agent's own bug: one line, the rest go on
+                self.log.line("agents", name, f"error: {type(exc).__name__}: {exc}", "red")
+
+        thread = threading.Thread(target=guarded, name=name, daemon=True)
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
 
@@ -300,18 +307,21 @@ class SimulatedAgents:
                 told_full = False
                 scenario = next(scenarios)
                 try:
-                    self._submit(scenario)
+                    self._submit(scenario, scenario.make(self.rng))
                 except InterlockError as exc:
-                    self.log.line(scenario.agent, "submit", f"error: {exc.message}", "red")
+                    if not self.stop.is_set():
+                        self.log.line(scenario.agent, "submit", f"error: {exc.message}",
+                                      "red")
             self.stop.wait(self.interval)
 
     def _api(self, agent: str) -> Api:
         return Api(self.server, self.tokens[agent], timeout=WAIT_SLICE + 10)
 
-    def _submit(self, scenario: Scenario) -> None:
-        body = scenario.make(self.rng)
+    def _submit(self, scenario: Scenario, body: dict[str, Any]) -> None:
         body["idempotency_key"] = uuid.uuid4().hex
         what = body["action"] + (f" ({body['environment']})" if body.get("environment") else "")
+        if body.get("revision_of"):
+            what += " revised"
         with self._api(scenario.agent) as api:
             sub = api.post("/v1/actions", body)
         decision, rid = str(sub.get("decision")), str(sub.get("id"))
@@ -337,6 +347,8 @@ class SimulatedAgents:
             state = got.get("state")
             if state == "approved":
                 self._execute(scenario, what, rid)
+            elif state == "changes_requested":
+                self._revise(scenario, what, rid, got)
             else:
                 why = got.get("reason") or ""
                 self.log.line(scenario.agent, what, f"{state:<16} {rid}  {why}".rstrip(),
@@ -347,6 +359,17 @@ class SimulatedAgents:
         finally:
             with self._lock:
                 self._waiting.discard(rid)
+
+    def _revise(self, scenario: Scenario, what: str, rid: str, got: dict[str, Any]) -> None:
+        """Changes requested: propose the same action again, linked, with the note answered."""
+        note = str(got.get("reason") or "")
+        self.log.line(scenario.agent, what, f"{'changes_requested':<16} {rid}  {note}", "dim")
+        body = dict(got.get("action") or {})
+        for key in ("agent", "idempotency_key"):
+            body.pop(key, None)
+        body["revision_of"] = rid
+        body["reason"] = f"{body.get('reason', '')} Revised after review: {note}".strip()
+        self._submit(scenario, body)
 
     def _execute(self, scenario: Scenario, what: str, rid: str) -> None:
         try:
@@ -428,7 +451,11 @@ def demo(
     seed: Annotated[int | None, typer.Option(
         "--seed", help="Seed for the simulated agents' choices.")] = None,
 ) -> None:
-    """Run a server on a temporary database with simulated agents, until Ctrl-C."""
+    """A server with simulated agents, to try interlock at once.
+
+    Prints a reviewer sign-in link; the agents propose a varied mix of actions, wait on
+    the gated ones and report outcomes, until Ctrl-C.
+    """
     try:
         with _sigterm_as_interrupt():
             _demo(port, policy, interval, seed)

@@ -327,7 +327,11 @@ def approve(
     server: ServerOption = DEFAULT_SERVER,
     token: TokenOption = None,
 ) -> None:
-    """Show a request in full and approve it (asking for the confirmation phrase if needed)."""
+    """Show a request in full and approve it.
+
+    Where the request needs typed confirmation, its phrase is asked for on the terminal,
+    or given with --confirmation.
+    """
     request_id = _request_id(request_id)
     edited = _args_json(args)
     console = _console()
