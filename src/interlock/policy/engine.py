@@ -41,9 +41,9 @@ _PLAN_CACHE_LIMIT = 50_000
 _CONTEXT_PATHS = (("environment",), ("agent",), ("capabilities",))
 
 
-#: A plan narrowed to one (environment, agent): the tests left, and the environment key
-#: the baseline uses (None when the policy has no default for it).
-_Narrowed = tuple[tuple[tuple["Rule", "RuleTest"], ...], "str | None"]
+#: A plan narrowed to one context: the tests left, the environment key the baseline uses
+#: (None when the policy has no default for it), and the rules that match outright.
+_Narrowed = tuple[tuple[tuple["Rule", "RuleTest"], ...], "str | None", tuple["Rule", ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,14 +261,19 @@ class Policy:
         if caps is not None:
             probe["capabilities"] = list(caps)
         kept: list[tuple[Rule, RuleTest]] = []
+        decided: list[Rule] = []
         for rule in plan.rules:
             context, rest_test = self._split[rule]
             for cond in context:
                 if not cond.holds(probe):
                     break
             else:
-                kept.append((rule, rest_test))
-        return tuple(kept), (env if env in self.environments else None)
+                if rest_test is _ALWAYS:
+                    decided.append(rule)  # nothing left to check: it matches here
+                else:
+                    kept.append((rule, rest_test))
+        env_key = env if env in self.environments else None
+        return tuple(kept), env_key, tuple(decided)
 
     def _runner(self, plan: _Plan, name: str) -> Callable[[Mapping[str, Any], Facts], PolicyResult]:
         """A closure deciding `name` for the common case, falling back to the general path.
@@ -335,8 +340,7 @@ class Policy:
                 if len(by_context) >= 4096:  # too many distinct contexts: no shortcut
                     return general(action, facts)
                 entry = by_context[context] = narrow(plan, env, agent, caps)
-            tests, env = entry
-            matched: tuple[Rule, ...] = ()
+            tests, env, matched = entry
             lacking: tuple[tuple[Rule, tuple[str, ...]], ...] = ()
             for rule, test in tests:
                 outcome = test(action, x)
@@ -353,7 +357,8 @@ class Policy:
                 notes = {
                     r: f"rule {r.name}: " + _lacking_text(names) for r, names in lacking
                 } or None
-                hit = decide(now_risk, level_list[index], env, list(matched), notes)
+                ordered = sorted(matched, key=_by_index)  # explanations follow the file
+                hit = decide(now_risk, level_list[index], env, ordered, notes)
                 if len(cache) < 4096:
                     cache[key] = hit
             result, escalatable = hit
@@ -546,6 +551,17 @@ RuleTest = Callable[[Mapping[str, Any], Mapping[str, Any]], Any]
 _SLOW = object()
 
 
+def _by_index(rule: Rule) -> int:
+    return rule.index
+
+
+def _always(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
+    return True
+
+
+_ALWAYS: RuleTest = _always
+
+
 def rule_test(rule: Rule, conditions: tuple[Condition, ...] | None = None) -> RuleTest:
     """One closure for a rule's match, requires and `when`, built for the common case.
 
@@ -578,7 +594,7 @@ def rule_test(rule: Rule, conditions: tuple[Condition, ...] | None = None) -> Ru
         return with_requires
     if when is None:
         if not checks:
-            return lambda a, x: True
+            return _ALWAYS
         if len(checks) == 1:
             return conditions[0].rule_test()
         if len(checks) == 2:
