@@ -24,7 +24,7 @@ from interlock.policy.records import (
     PolicyResult,
     Requirements,
 )
-from interlock.store import Claim, Request, Reviewer, State, Store, Vote
+from interlock.store import Annotation, Claim, Request, Reviewer, State, Store, Vote
 from interlock.store.records import Verdict
 
 #: Fields the SDK and integrations take from `args` when the action lacks them (SPEC §1).
@@ -354,7 +354,11 @@ class Gateway:
         confirmation: str | None = None,
         agent: str | None = None,
     ) -> BatchOutcome:
-        """One vote on every pending item of a batch the reviewer may decide."""
+        """One vote on every pending item of a batch the reviewer may decide, in one
+        transaction; items needing a confirmation phrase other than the one given are
+        skipped with the phrase they need."""
+        if reviewer.role == "agent":
+            raise Forbidden("agents do not decide requests", code="reviewers_only")
         requests = self.store.list_requests(batch_id=batch_id, agent=agent, limit=1000)
         if not requests:
             raise NotFound(f"no batch `{batch_id}`")
@@ -364,33 +368,67 @@ class Gateway:
                 f"batch `{batch_id}` exists for several agents ({', '.join(sorted(agents))}); "
                 "name one with `agent`"
             )
-        if verdict == "each" and not isinstance(items, Mapping):
-            raise BadInput("`each` needs `items`: {request id: approve|deny|request_changes}")
+        if verdict == "each":
+            if not isinstance(items, Mapping) or not items:
+                raise BadInput("`each` needs `items`: {request id: approve|deny|request_changes}")
+            wanted = {rid: str(v) for rid, v in items.items()}
+        elif verdict in ("approve_all", "reject_all"):
+            one = "approve" if verdict == "approve_all" else "deny"
+            wanted = {r.id: one for r in requests if r.state is State.PENDING}
+        else:
+            raise BadInput(f"verdict must be approve_all, reject_all or each, not `{verdict}`")
         outcome = BatchOutcome()
-        for request in requests:
-            if verdict == "each":
-                assert items is not None
-                if request.id not in items:
-                    continue
-                one = items[request.id]
+        by_id = {r.id: r for r in requests}
+        verdicts: dict[str, Verdict] = {}
+        for rid, one in wanted.items():
+            request = by_id.get(rid)
+            if one not in ("approve", "deny", "request_changes"):
+                outcome.skipped.append({"id": rid, "reason": f"unknown verdict `{one}`"})
+            elif request is None:
+                outcome.skipped.append({"id": rid, "reason": f"not in batch `{batch_id}`"})
+            elif one == "approve" and request.requirements is not None and (
+                request.requirements.confirm
+                and (confirmation or "").strip() != self.confirmation_phrase(request)
+            ):
+                outcome.skipped.append({
+                    "id": rid,
+                    "reason": "needs typed confirmation "
+                              f"`{self.confirmation_phrase(request)}`",
+                })
             else:
-                one = "approve" if verdict == "approve_all" else "deny"
-            if request.state is not State.PENDING:
-                outcome.skipped.append({"id": request.id, "reason": f"it is {request.state}"})
-                continue
-            try:
-                done = self.decide(
-                    request.id, reviewer, one,  # type: ignore[arg-type]
-                    note=note or ("rejected with its batch" if one == "deny" else None),
-                    confirmation=confirmation,
-                )
-            except (Forbidden, BadInput) as exc:
-                outcome.skipped.append({"id": request.id, "reason": exc.message})
-                continue
-            outcome.results.append(
-                {"id": done.id, "state": done.state.value, "version": done.version}
+                verdicts[rid] = one  # type: ignore[assignment]
+        for r in requests:  # already decided items named by approve_all/reject_all
+            if verdict != "each" and r.state is not State.PENDING:
+                outcome.skipped.append({"id": r.id, "reason": f"it is {r.state.value}"})
+        if verdicts:
+            if not (note or "").strip() and any(v != "approve" for v in verdicts.values()):
+                note = f"rejected with its batch `{batch_id}` by {reviewer.name}"
+            done, skipped = self.store.vote_batch(
+                batch_id, agent=next(iter(agents)), reviewer=reviewer.reviewer,
+                verdicts=verdicts, note=note, confirmed=bool(confirmation),
             )
+            outcome.results.extend(
+                {"id": d.id, "state": d.state.value, "version": d.version} for d in done
+            )
+            outcome.skipped.extend({"id": rid, "reason": why} for rid, _, why in skipped)
         return outcome
+
+    def review(
+        self, request_id: str, reviewer: Principal,
+        verdict: Literal["ok", "flagged", "reversed"], note: str | None = None,
+    ) -> Annotation:
+        """Post-execution review of a finished request (an annotation, not a state)."""
+        return self.store.review(request_id, reviewer=reviewer.reviewer, verdict=verdict,
+                                 note=note)
+
+    def rate(
+        self, request_id: str, reviewer: Principal,
+        rating: Literal["correct", "partially_correct", "incorrect"], correction: Any = None,
+        note: str | None = None,
+    ) -> Annotation:
+        """Feedback on how right the agent was; the correction is eval data."""
+        return self.store.rate(request_id, reviewer=reviewer.reviewer, rating=rating,
+                               correction=correction, note=note)
 
     def link(self, request_id: str) -> str:
         """The review page of a request, under `--public-url` when given."""

@@ -99,8 +99,7 @@ async def review(request: HttpRequest) -> Response:
     def work() -> dict[str, Any]:
         r = c.gateway.get(rid, who)
         check_may_act_on(who, r, c.gateway.policy.defaults.approvers)
-        note = c.gateway.store.review(rid, reviewer=who.reviewer, verdict=body.verdict,
-                                      note=body.note)
+        note = c.gateway.review(rid, who, body.verdict, note=body.note)
         c.hub.changed([rid])
         return annotation_out(note).model_dump()
 
@@ -116,8 +115,8 @@ async def feedback(request: HttpRequest) -> Response:
     def work() -> dict[str, Any]:
         r = c.gateway.get(rid, who)
         check_may_act_on(who, r, c.gateway.policy.defaults.approvers)
-        note = c.gateway.store.rate(rid, reviewer=who.reviewer, rating=body.rating,
-                                    correction=body.correction, note=body.note)
+        note = c.gateway.rate(rid, who, body.rating, correction=body.correction,
+                              note=body.note)
         return annotation_out(note).model_dump()
 
     return ok(await run(work))

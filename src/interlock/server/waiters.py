@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from interlock.gateway import Gateway, Principal
+from interlock.gateway import BatchOutcome, Gateway, Principal
 from interlock.store import Claim, Request, Store
 from interlock.store.records import Verdict
 
@@ -219,3 +219,18 @@ class NotifyingGateway(Gateway):
         status: Literal["done", "dismissed", "succeeded", "failed"], note: str | None = None,
     ) -> Request:
         return self._done(super().resolve(request_id, reviewer, status, note))
+
+    def decide_batch(
+        self, batch_id: str, reviewer: Principal,
+        verdict: Literal["approve_all", "reject_all", "each"], *,
+        items: Mapping[str, str] | None = None, note: str | None = None,
+        confirmation: str | None = None, agent: str | None = None,
+    ) -> BatchOutcome:
+        # The batch's votes commit in one transaction; wake every item's waiters after it.
+        out = super().decide_batch(batch_id, reviewer, verdict, items=items, note=note,
+                                   confirmation=confirmation, agent=agent)
+        ids = [str(r["id"]) for r in out.results]
+        for rid in ids:
+            self.observe(self.store.get(rid))
+        self.hub.changed(ids)
+        return out
