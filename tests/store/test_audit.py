@@ -11,7 +11,7 @@ import json
 import pytest
 import sqlalchemy as sa
 from conftest import DB
-from store_helpers import LEAD, approved, submit
+from store_helpers import LEAD, approved, result, submit
 
 from interlock.cli import main
 from interlock.store import Store
@@ -111,3 +111,13 @@ def test_timeline_explains_state(store: Store) -> None:
     store.vote(r.id, reviewer=LEAD, verdict="deny", note="no")
     events = [e.event for e in store.timeline(r.id)]
     assert events == ["submitted", "state.pending", "vote", "state.denied"]
+
+
+def test_unicode_and_escapes_hash_the_same_everywhere(store: Store) -> None:
+    store.record("reviewer:zoë", "note", {"text": 'déjà vu 🚀 "quoted" \\ back\nline\t\u0001'})
+    r = store.submit(agent="agent-ü", action={"action": "send_email", "args": {"to": "名前"}},
+                     result=result())
+    store.vote(r.id, reviewer=LEAD, verdict="deny", note="nein — zu riskant")
+    assert store.verify().ok
+    first = next(iter(store.audit_entries()))
+    assert first.actor == "reviewer:zoë" and first.data["text"].startswith("déjà vu 🚀")

@@ -49,6 +49,27 @@ class Pending:
     data: dict[str, Any]
 
 
+def bodies(pending: Sequence[Pending]) -> list[str]:
+    """Each entry's canonical JSON up to `"seq":` (its last key), for chaining in the
+    database: appending the seq and `}` gives exactly what `chain` would write."""
+    out = []
+    for p in pending:
+        text = canonical(
+            {
+                "seq": 0,
+                "at": float(p.at),
+                "actor": p.actor,
+                "event": p.event,
+                "request_id": p.request_id,
+                "digest": p.digest,
+                "data": p.data,
+            }
+        )
+        assert text.endswith('"seq":0}')
+        out.append(text[:-2])
+    return out
+
+
 def chain(head_seq: int, head_hash: str, pending: Sequence[Pending]) -> list[dict[str, Any]]:
     """Rows for the audit table that continue the chain after (head_seq, head_hash)."""
     rows: list[dict[str, Any]] = []

@@ -21,6 +21,7 @@ class Backend(Protocol):
     audit_unguard: list[str]
     migration_lock: str | None
     pipeline: bool
+    append: Any
 
     def create_engine(
         self, url: str, connect_args: dict[str, Any] | None = None

@@ -262,7 +262,13 @@ class StoreBase:
 
     def _flush(self, tx: Tx) -> None:
         writes: list[tuple[Any, Any]] = []
-        if tx.entries:
+        if tx.entries and self.backend.append is not None:
+            writes.append((self.backend.append, {
+                "events": [e.event for e in tx.entries],
+                "request_ids": [e.request_id for e in tx.entries],
+                "bodies": chain.bodies(tx.entries),
+            }))
+        elif tx.entries:
             # The head row is locked last and briefly: it is what keeps the chain linear
             # when several processes write at once.
             head = tx.fetch_row(_HEAD, {})
@@ -272,7 +278,7 @@ class StoreBase:
             writes.append((_SET_HEAD, {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]}))
         if tx.outbox:
             writes.append((_INSERT_OUTBOX, tx.outbox))
-        if not tx.deferred:
+        if not tx.deferred and not self.backend.pipeline:
             for stmt, params in writes:
                 tx.run(stmt, params)
             return

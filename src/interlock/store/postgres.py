@@ -12,6 +12,35 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+#: Appends entries to the chain inside the database: the head is locked, read and moved in
+#: the same statement that inserts, so no round trip happens while a writer holds it. Each
+#: body is an entry's canonical JSON up to its last key, `"seq":`; the seq completes it.
+#: The hashing is the same as `interlock.store.audit.chain`, which SQLite uses, and which
+#: `verify` recomputes from the stored bytes.
+APPEND_FUNCTION = """
+CREATE OR REPLACE FUNCTION interlock_append(events text[], request_ids text[], bodies text[])
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  s bigint;
+  h text;
+  prev text;
+  e text;
+BEGIN
+  SELECT seq, hash INTO s, h FROM audit_head WHERE id = 1 FOR UPDATE;
+  FOR i IN 1 .. coalesce(array_length(bodies, 1), 0) LOOP
+    s := s + 1;
+    e := bodies[i] || s::text || '}';
+    prev := h;
+    h := encode(sha256(convert_to(prev || e, 'UTF8')), 'hex');
+    INSERT INTO audit (seq, event, request_id, entry, prev_hash, hash)
+      VALUES (s, events[i], request_ids[i], e, prev, h);
+  END LOOP;
+  UPDATE audit_head SET seq = s, hash = h WHERE id = 1;
+  RETURN s;
+END $$
+"""
+
+#: The audit table's guard (append-only triggers) and its append function.
 AUDIT_GUARD = [
     "CREATE OR REPLACE FUNCTION interlock_audit_append_only() RETURNS trigger "
     "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$",
@@ -19,6 +48,7 @@ AUDIT_GUARD = [
     "FOR EACH ROW EXECUTE FUNCTION interlock_audit_append_only()",
     "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit "
     "FOR EACH STATEMENT EXECUTE FUNCTION interlock_audit_append_only()",
+    APPEND_FUNCTION,
 ]
 
 AUDIT_UNGUARD = [
@@ -43,6 +73,14 @@ class PostgresBackend:
     audit_unguard = AUDIT_UNGUARD
     #: psycopg pipelines the writes before commit into one round trip.
     pipeline = True
+    #: Audit entries are chained by `interlock_append` in the database.
+    append = sa.text(
+        "SELECT interlock_append(:events, :request_ids, :bodies)"
+    ).bindparams(
+        sa.bindparam("events", type_=sa.ARRAY(sa.Text)),
+        sa.bindparam("request_ids", type_=sa.ARRAY(sa.Text)),
+        sa.bindparam("bodies", type_=sa.ARRAY(sa.Text)),
+    )
 
     #: Taken in the migration transaction so two servers starting at once migrate once.
     migration_lock: str | None = "SELECT pg_advisory_xact_lock(7235114)"

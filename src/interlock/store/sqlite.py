@@ -32,6 +32,8 @@ class SQLiteBackend:
     audit_unguard = AUDIT_UNGUARD
     #: One writer at a time and no network: nothing to gain from pipelining.
     pipeline = False
+    #: Audit entries are chained in Python (`interlock.store.audit.chain`): one writer.
+    append = None
 
     #: Taken in the migration transaction; BEGIN IMMEDIATE already serialises SQLite.
     migration_lock: str | None = None
