@@ -131,3 +131,23 @@ def test_sweepers_side_by_side(db: DB, store: Store, clock: FakeClock) -> None:
         for s in others:
             s.close()
     assert store.verify().ok
+
+
+def test_verify_while_writers_append(store: Store) -> None:
+    for _ in range(20):
+        approved(store)
+    stop = threading.Event()
+
+    def write() -> None:
+        while not stop.is_set():
+            store.record("system", "tick", {})
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        reports = [store.verify() for _ in range(5)]
+    finally:
+        stop.set()
+        writer.join()
+    assert all(r.ok for r in reports), reports
+    assert reports[-1].checked >= reports[0].checked
