@@ -47,6 +47,10 @@ def _register() -> None:
     app.command()(review_cli.approve)
     app.command()(review_cli.deny)
     app.command()(demo_cli.demo)
+    from interlock.cli import integrations as integrations_cli
+
+    app.command("mcp-proxy")(integrations_cli.mcp_proxy)
+    app.add_typer(integrations_cli.hook_app, name="hook")
 
 
 _register()

@@ -1,0 +1,1 @@
+"""interlock in front of agents where they live: MCP, Claude Code hooks, agent frameworks."""
