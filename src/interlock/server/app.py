@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from interlock import __version__
 from interlock.errors import BadInput, InterlockError, TooLarge
 from interlock.gateway import Gateway
-from interlock.server import api_admin, api_agents, api_reviewers, auth, openapi, ui
+from interlock.server import api_admin, api_agents, api_reviewers, auth, insights, openapi, ui
 from interlock.server.api import Context, Endpoint, validation_message
 from interlock.server.metrics import Metrics
 from interlock.server.settings import ServerSettings
@@ -222,6 +222,7 @@ def create_app(
         Route(ep.path, ep.handler, methods=[ep.method]) for ep in ENDPOINTS
     ]
     routes.append(Route("/openapi.json", openapi_json, methods=["GET"]))
+    routes += insights.routes(notifying, settings)
     routes += list(ui.routes(notifying, settings))
 
     @contextlib.asynccontextmanager
