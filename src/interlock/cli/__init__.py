@@ -47,6 +47,10 @@ def _register() -> None:
     app.command()(review_cli.approve)
     app.command()(review_cli.deny)
     app.command()(demo_cli.demo)
+    from interlock.cli import insights as insights_cli
+
+    app.command()(insights_cli.insights)
+    app.command(name="export-feedback")(insights_cli.export_feedback)
     from interlock.cli import integrations as integrations_cli
 
     app.command("mcp-proxy")(integrations_cli.mcp_proxy)
