@@ -28,16 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from interlock import __version__
 from interlock.errors import BadInput, InterlockError, TooLarge
 from interlock.gateway import Gateway
-from interlock.server import (
-    api_admin,
-    api_agents,
-    api_reviewers,
-    auth,
-    authzen,
-    insights,
-    openapi,
-    ui,
-)
+from interlock.server import api_admin, api_agents, api_reviewers, auth, insights, openapi, ui
 from interlock.server.api import Context, Endpoint, validation_message
 from interlock.server.metrics import Metrics
 from interlock.server.settings import ServerSettings
@@ -233,7 +224,6 @@ def create_app(
     routes.append(Route("/openapi.json", openapi_json, methods=["GET"]))
     routes += insights.routes(notifying, settings)
     routes += list(ui.routes(notifying, settings))
-    routes += authzen.routes(notifying, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
