@@ -25,10 +25,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from interlock import __version__
+from interlock import __version__, notify
 from interlock.errors import BadInput, InterlockError, TooLarge
 from interlock.gateway import Gateway
-from interlock.server import api_admin, api_agents, api_reviewers, auth, insights, openapi, ui
+from interlock.server import (
+    api_admin,
+    api_agents,
+    api_reviewers,
+    auth,
+    authzen,
+    insights,
+    openapi,
+    ui,
+)
 from interlock.server.api import Context, Endpoint, validation_message
 from interlock.server.metrics import Metrics
 from interlock.server.settings import ServerSettings
@@ -222,8 +231,10 @@ def create_app(
         Route(ep.path, ep.handler, methods=[ep.method]) for ep in ENDPOINTS
     ]
     routes.append(Route("/openapi.json", openapi_json, methods=["GET"]))
+    routes += notify.routes(notifying, settings)
     routes += insights.routes(notifying, settings)
     routes += list(ui.routes(notifying, settings))
+    routes += authzen.routes(notifying, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -231,9 +242,11 @@ def create_app(
         if background:
             hub.start(hub.loop)
             sweeper.start()
+        notifier = notify.start(notifying, settings, background=background)
         try:
             yield
         finally:
+            notifier.stop()
             sweeper.stop()
             hub.stop()
 
