@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from tests.server.servers import cli, serving
 
-from interlock.gateway import Gateway, Principal
+from interlock.gateway import Gateway
 from interlock.policy import load_policy
 from interlock.server.app import create_app
 from interlock.server.settings import ServerSettings
 from interlock.store import open_store
-from tests.server.servers import cli, serving
 
 DOC = Path(__file__).parents[2] / "docs" / "integrations" / "authzen.md"
 POLICY = """\
