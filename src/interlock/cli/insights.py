@@ -54,7 +54,9 @@ def _secs(x: Any) -> str:
         return f"{s:.1f}s"
     if s < 3600:
         return f"{s / 60:.1f}m"
-    return f"{s / 3600:.1f}h"
+    if s < 2 * 86400:
+        return f"{s / 3600:.1f}h"
+    return f"{s / 86400:g}d"
 
 
 def _t(value: Any) -> Text:

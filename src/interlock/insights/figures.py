@@ -317,6 +317,8 @@ def histogram(items: Iterable[Item]) -> list[tuple[str, int]]:
 class Insights:
     """Everything computed over one window."""
 
+    window: float
+    """Length of the window, in seconds."""
     since: float
     """Start of the window (epoch seconds)."""
     until: float
@@ -338,7 +340,7 @@ class Insights:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "since": self.since, "until": self.until, "window_seconds": self.until - self.since,
+            "since": self.since, "until": self.until, "window_seconds": self.window,
             "by": self.by, "overall": self.overall.to_json(),
             "groups": [g.to_json() for g in self.groups],
             "reviewers": [r.to_json() for r in self.reviewers],
@@ -348,10 +350,11 @@ class Insights:
 
 
 def compute(items: Sequence[Item], *, since: float, until: float, by: GroupBy = "rule",
-            waiting_before: Iterable[Item] = ()) -> Insights:
+            waiting_before: Iterable[Item] = (), window: float | None = None) -> Insights:
     """The insights of a history (pure)."""
     return Insights(
-        since=since, until=until, by=by, overall=figures("all", items),
+        window=window if window is not None else until - since, since=since, until=until,
+        by=by, overall=figures("all", items),
         groups=grouped(items, keys_of(by)), reviewers=reviewers(items),
         series=series(items, waiting_before, since=since, until=until),
         histogram=histogram(items), items=list(items),
@@ -369,4 +372,4 @@ def report(store: Store, *, window: float, by: GroupBy = "rule",
     since = end - window
     items = load(store, since=since, until=end_open)
     return compute(items, since=since, until=end_open, by=by,
-                   waiting_before=load_waiting_at(store, since))
+                   waiting_before=load_waiting_at(store, since), window=window)

@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 from interlock.errors import Conflict, InterlockError, NotFound
 from interlock.gateway import Gateway, Principal, authenticate
+from interlock.server import ui_insights
 from interlock.server import ui_views as views
 from interlock.server.settings import ServerSettings
 from interlock.server.ui_session import Session, Sessions, form_list, read_form
@@ -70,6 +71,7 @@ def routes(gateway: Gateway, settings: ServerSettings) -> list[BaseRoute]:
         Route("/batches/{batch_id}", ui.batch_page, methods=["GET"]),
         Route("/batches/{batch_id}/decide", ui.batch_decide, methods=["POST"]),
         Route("/audit", ui.audit, methods=["GET"]),
+        *ui_insights.routes(ui),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="ui-static"),
     ]
 
