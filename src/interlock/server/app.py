@@ -232,7 +232,7 @@ def create_app(
     ]
     routes.append(Route("/openapi.json", openapi_json, methods=["GET"]))
     routes += notify.routes(notifying, settings)
-    routes += insights.routes(notifying, settings)
+    routes[:0] = insights.routes(notifying, settings)  # ahead of api_admin's summary
     routes += list(ui.routes(notifying, settings))
     routes += authzen.routes(notifying, settings)
 
