@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from conftest import History
+from insights_history import History
 
 from interlock.server.app import create_app
 from interlock.server.settings import ServerSettings

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import POLICY, History
+from insights_history import POLICY, History
 
 from interlock.cli import main
 

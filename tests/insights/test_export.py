@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import jsonschema
-from conftest import History
+from insights_history import History
 
 from interlock.insights.export import apply_patch, export_lines, json_patch, schema
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import POLICY, History
+from insights_history import POLICY, History
 
 from interlock.errors import BadInput
 from interlock.insights import advise, parse_window, report

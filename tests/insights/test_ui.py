@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from conftest import History
+from insights_history import History
 from starlette.testclient import TestClient
 
 from interlock.server.app import create_app
