@@ -64,6 +64,8 @@ class Submitted:
 
     request: Request
     result: PolicyResult
+    claim: Claim | None = None
+    """Set when `submit(..., claim=True)` also claimed the request (allow / notify)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,8 +152,8 @@ class Gateway:
     def facts_for(self, action: Mapping[str, Any]) -> Facts:
         """What the store knows of this action's history, plus the kill switch."""
         agent = str(action["agent"])
-        paused = self.store.paused(agent)
         if not self._needs_history:
+            paused = self.store.paused(agent)
             return Facts(paused=paused) if paused is not None else NO_FACTS
         context = action.get("context")
         run_id = context.get("run_id") if isinstance(context, dict) else None
@@ -164,12 +166,7 @@ class Gateway:
             run_id=run_id if isinstance(run_id, str) else None,
             recipients=[str(r) for r in recipients] if isinstance(recipients, list) else (),
         )
-        if paused is not None:
-            facts = Facts(
-                novel=facts.novel, novel_recipients=facts.novel_recipients,
-                failures=facts.failures, level=facts.level, paused=paused,
-            )
-        return facts
+        return facts  # the store's facts carry the level and the pause too
 
     def evaluate(self, body: Mapping[str, Any], agent: Principal | None) -> PolicyResult:
         """The decision and its explanation, storing nothing (`POST /v1/evaluate`)."""
@@ -180,8 +177,13 @@ class Gateway:
             raise BadInput("an action must be a JSON object")
         return self.policy.evaluate(dict(body))
 
-    def submit(self, body: Mapping[str, Any], agent: Principal) -> Submitted:
-        """Decide and store an action; the same idempotency key returns the first request."""
+    def submit(
+        self, body: Mapping[str, Any], agent: Principal, *, claim: bool = False
+    ) -> Submitted:
+        """Decide and store an action; the same idempotency key returns the first request.
+
+        With `claim`, an action the policy lets run at once is also claimed, in the same
+        transaction (an agent about to run it saves a round trip and a commit)."""
         action = self.prepare(body, agent)
         self._check_rate(agent.name)
         key = action.get("idempotency_key")
@@ -194,6 +196,12 @@ class Gateway:
                 code="pending_limit",
             )
         result = self.policy.evaluate(action, self.facts_for(action))
+        if claim:
+            request, claimed = self.store.submit_claimed(
+                agent=agent.name, action=action, result=result,
+                lease=self.policy.defaults.claim_lease, redact_paths=self.policy.redact,
+            )
+            return Submitted(request=request, result=request.result, claim=claimed)
         request = self.store.submit(
             agent=agent.name, action=action, result=result, redact_paths=self.policy.redact
         )

@@ -29,6 +29,7 @@ def _unreachable(gate: Gate, monkeypatch: pytest.MonkeyPatch) -> None:
             raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
 
     monkeypatch.setattr(gate.client, "submit", broken)
+    monkeypatch.setattr(gate.client, "submit_claiming", broken)
 
 
 def test_unreachable_store_fails_closed_except_fail_open(

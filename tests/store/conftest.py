@@ -5,102 +5,14 @@ PostgreSQL comes from INTERLOCK_TEST_PG; each test gets a fresh schema, dropped 
 
 from __future__ import annotations
 
-import itertools
-import os
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
 import pytest
-import sqlalchemy as sa
+from store_support import DB, pg_schema, pg_url  # noqa: F401
 
 from interlock.clock import FakeClock
-from interlock.store import Store, open_store
-
-PG_URL = os.environ.get("INTERLOCK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-RUN = uuid.uuid4().hex[:8]
-_schemas = itertools.count()
-_pg_url: str | None = None
-
-
-def pg_url() -> str:
-    """A PostgreSQL URL that connects (trying `root` when `postgres` is refused), or fail."""
-    global _pg_url
-    if _pg_url is not None:
-        return _pg_url
-    candidates = [PG_URL]
-    if "postgres@" in PG_URL:
-        candidates.append(PG_URL.replace("postgres@", "root@", 1))
-    errors = []
-    for url in candidates:
-        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-        try:
-            with engine.connect():
-                _pg_url = url
-                return url
-        except sa.exc.OperationalError as exc:
-            errors.append(f"{url}: {str(exc.orig).strip()}")
-        finally:
-            engine.dispose()
-    pytest.fail(
-        "PostgreSQL is unreachable; the store contract suite needs it "
-        "(set INTERLOCK_TEST_PG). Tried: " + "; ".join(errors),
-        pytrace=False,
-    )
-
-
-@dataclass
-class DB:
-    """One test database: how to open a store on it, and how to reach it as its owner."""
-
-    backend: str
-    url: str
-    connect_args: dict[str, Any]
-
-    def open(self, clock: FakeClock | None = None) -> Store:
-        return open_store(self.url, clock=clock, connect_args=self.connect_args)
-
-    def owner_exec(self, *statements: str) -> None:
-        """Run SQL as the database owner would, bypassing the store."""
-        from interlock.store.backends import backend_for_url
-
-        engine = backend_for_url(self.url).create_engine(self.url, self.connect_args)
-        try:
-            with engine.begin() as conn:
-                for s in statements:
-                    conn.exec_driver_sql(s)
-        finally:
-            engine.dispose()
-
-    @property
-    def cli_url(self) -> str:
-        """The URL alone, as a user passes it to `--db` (the schema rides in `options`)."""
-        if "options" not in self.connect_args:
-            return self.url
-        return f"{self.url}?options={quote(self.connect_args['options'])}"
-
-    @property
-    def unguard(self) -> list[str]:
-        from interlock.store.backends import backend_for_url
-
-        return backend_for_url(self.url).audit_unguard
-
-
-def _pg_schema() -> Iterator[DB]:
-    url = pg_url()
-    schema = f"il_{RUN}_{next(_schemas)}"
-    admin = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    try:
-        yield DB("postgres", url, {"options": f"-csearch_path={schema}"})
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
+from interlock.store import Store
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -108,7 +20,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DB]:
     if request.param == "sqlite":
         yield DB("sqlite", f"sqlite:///{tmp_path / 'interlock.db'}", {})
     else:
-        yield from _pg_schema()
+        yield from pg_schema()
 
 
 @pytest.fixture

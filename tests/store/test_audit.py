@@ -10,8 +10,8 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from conftest import DB
 from store_helpers import LEAD, approved, result, submit
+from store_support import DB
 
 from interlock.cli import main
 from interlock.store import Store

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import DB
 from store_helpers import LEAD, LEAD2, approved, claim_worker, submit
+from store_support import DB
 
 from interlock.clock import FakeClock
 from interlock.errors import Conflict

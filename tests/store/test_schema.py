@@ -6,8 +6,8 @@ An empty database is migrated on open; a newer one is refused; an older one wait
 from __future__ import annotations
 
 import pytest
-from conftest import DB
 from store_helpers import LEAD, result, submit
+from store_support import DB
 
 from interlock.cli import main
 from interlock.errors import Conflict, NotFound

@@ -63,6 +63,11 @@ class Client(Protocol):
         """Store an action; the same idempotency key returns the same request."""
         ...
 
+    def submit_claiming(self, body: dict[str, Any]) -> tuple[Snapshot, Claimed | None]:
+        """`submit`, also claiming an action allowed at once where the gateway can do both
+        in one step (in-process); a claim is returned only if this call made it."""
+        ...
+
     def get(self, request_id: str) -> Snapshot: ...
 
     def wait(self, request_id: str, timeout: float) -> Snapshot:

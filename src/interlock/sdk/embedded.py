@@ -79,6 +79,16 @@ class EmbeddedClient:
     def submit(self, body: dict[str, Any]) -> Snapshot:
         return snapshot(self._call(lambda: self.gateway.submit(body, self.principal)).request)
 
+    def submit_claiming(self, body: dict[str, Any]) -> tuple[Snapshot, Claimed | None]:
+        done = self._call(lambda: self.gateway.submit(body, self.principal, claim=True))
+        claim = done.claim
+        if claim is None:
+            return snapshot(done.request), None
+        return snapshot(done.request), Claimed(
+            args=claim.args, checkpoint=claim.checkpoint,
+            lease_expires_at=claim.lease_expires_at, digest=claim.digest,
+        )
+
     def get(self, request_id: str) -> Snapshot:
         return snapshot(self._call(lambda: self.gateway.get(request_id, self.principal)))
 

@@ -190,10 +190,12 @@ class Gate:
              timeout: float | None) -> T:
         body = self._body(action)
         try:
-            snap = self.client.submit(body)
+            snap, claimed_now = self.client.submit_claiming(body)
         except StoreUnavailable as exc:
             return self._fail_open(body, invoke, exc)
         self._flush_if_needed()
+        if claimed_now is not None:  # allowed at once and claimed in the same step
+            return self._invoke(snap.id, claimed_now, invoke)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             claimed = self._await_claim(snap, deadline)

@@ -110,6 +110,10 @@ class RemoteClient:
         self._ids[snap.id] = snap.action
         return snap
 
+    def submit_claiming(self, body: dict[str, Any]) -> tuple[Snapshot, Claimed | None]:
+        # Over HTTP the claim stays its own call: the API has no combined endpoint.
+        return self.submit(body), None
+
     def get(self, request_id: str) -> Snapshot:
         return self._remember(self._send("GET", f"/v1/actions/{request_id}"), request_id)
 

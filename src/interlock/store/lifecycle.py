@@ -71,6 +71,32 @@ class LifecycleStore(StoreBase):
         """Store an action with the policy's result, masked by `redact_paths`, in the state its
         decision leads to. The same idempotency key with the same body returns the first
         request; with another body it is a Conflict `idempotency_conflict`."""
+        return self._submit(agent, action, result, redact_paths, None)[0]
+
+    def submit_claimed(
+        self,
+        *,
+        agent: str,
+        action: Mapping[str, Any],
+        result: PolicyResult,
+        lease: float,
+        redact_paths: Sequence[str] = (),
+    ) -> tuple[Request, Claim | None]:
+        """`submit`, and when the decision lets the action run at once (allow / notify),
+        claim it in the same transaction: one commit instead of two for the common case.
+
+        The claim is returned only when this call created and claimed the request; an
+        idempotent replay returns the first request and no claim, so nothing runs twice."""
+        return self._submit(agent, action, result, redact_paths, lease)
+
+    def _submit(
+        self,
+        agent: str,
+        action: Mapping[str, Any],
+        result: PolicyResult,
+        redact_paths: Sequence[str],
+        lease: float | None,
+    ) -> tuple[Request, Claim | None]:
         masked = redact(action, compile_paths(redact_paths)) if redact_paths else dict(action)
         checkpoint = masked.pop("checkpoint", None)
         action_text = dumps(masked)
@@ -94,7 +120,7 @@ class LifecycleStore(StoreBase):
                             f"(request `{existing['id']}`)",
                             code="idempotency_conflict",
                         )
-                    return to_request(existing)
+                    return to_request(existing), None
             revision_of = _opt_str(stored, "revision_of")
             if revision_of is not None:
                 prior = self._load(tx, revision_of, lock=False)
@@ -150,7 +176,18 @@ class LifecycleStore(StoreBase):
                 values["decided_at"] = tx.now
             row = self._transition(tx, row, target, actor="policy", values=values,
                                    new_request=True)
-            return to_request(row)
+            if lease is None or target not in (State.ALLOWED, State.NOTIFIED):
+                return to_request(row), None
+            row = self._transition(
+                tx, row, State.EXECUTING, actor=actor, data={"lease": lease},
+                values={"lease_expires_at": tx.now + lease, "ttl_expires_at": None},
+            )
+            claim = Claim(
+                request_id=rid, args=json.loads(row["final_args"]),
+                checkpoint=None if row["checkpoint"] is None else json.loads(row["checkpoint"]),
+                lease_expires_at=row["lease_expires_at"], digest=row["digest"],
+            )
+            return to_request(row), claim
 
     # -- votes -------------------------------------------------------------------------
 

@@ -12,6 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from interlock.errors import BadInput
+
 #: Statements that make the audit table refuse updates and deletes.
 AUDIT_GUARD = [
     "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
@@ -24,8 +26,19 @@ AUDIT_GUARD = [
 AUDIT_UNGUARD = ["DROP TRIGGER audit_no_update", "DROP TRIGGER audit_no_delete"]
 
 
+#: `?synchronous=` values a database URL may carry; `full` is the default.
+SYNC_LEVELS = ("full", "extra", "normal")
+
+
 class SQLiteBackend:
-    """A file database in WAL mode, synchronous=FULL, written by one writer at a time."""
+    """A file database in WAL mode, written by one writer at a time.
+
+    Durability: `synchronous=FULL` (the default) syncs every commit to disk, so an
+    acknowledged decision or claim survives a power loss too: losing a claim could let an
+    action run twice. `sqlite:///FILE?synchronous=normal` keeps commits across any crash of
+    the process but may lose the newest ones to a power loss or OS crash, for several times
+    the write throughput; choose it only where that trade is acceptable.
+    """
 
     name = "sqlite"
     audit_guard = AUDIT_GUARD
@@ -46,7 +59,14 @@ class SQLiteBackend:
     def create_engine(self, url: str, connect_args: dict[str, Any] | None = None) -> sa.Engine:
         args: dict[str, Any] = {"timeout": 30.0, "check_same_thread": False}
         args.update(connect_args or {})
-        engine = sa.create_engine(url, connect_args=args, pool_size=8, max_overflow=32)
+        parsed = sa.engine.make_url(url)
+        level = str(parsed.query.get("synchronous", "full")).lower()
+        if level not in SYNC_LEVELS:
+            raise BadInput(f"`synchronous={level}` in the database URL: use one of "
+                           f"{', '.join(SYNC_LEVELS)}")
+        parsed = parsed.difference_update_query(["synchronous"])
+        pragma = f"PRAGMA synchronous={level.upper()}"
+        engine = sa.create_engine(parsed, connect_args=args, pool_size=8, max_overflow=32)
 
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -54,7 +74,7 @@ class SQLiteBackend:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute(pragma)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
