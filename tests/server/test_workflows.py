@@ -320,5 +320,7 @@ async def test_audit_and_insights(env: Env) -> None:
     v = (await env.get("/v1/audit/verify", "rev")).json()
     assert v["ok"] is True and v["checked"] >= 3
     ins = (await env.get("/v1/insights", "rev")).json()
-    assert ins["total"] == 1 and ins["by_state"] == {"approved": 1}
-    assert ins["approval_rate"] == 1.0
+    assert ins["overall"]["requests"] == 1 and ins["overall"]["approved"] == 1
+    assert ins["overall"]["approval_rate"] == 1.0
+    assert ins["overall"]["untouched"] == 0  # approved with a note: not untouched
+    assert ins["by"] == "rule" and isinstance(ins["advice"], list)

@@ -1,18 +1,18 @@
 """The operators' side: the audit trail and its check, insights, liveness and metrics.
 
-Insights here are figures a reviewer can act on at once: rates per rule and what to loosen
-or tighten; time to decision comes from the requests themselves.
+Insights are computed by `interlock.insights` (figures, then advice with policy diffs).
 """
 
 from __future__ import annotations
 
-import statistics
-from collections import Counter
 from typing import Any
 
 from starlette.requests import Request as HttpRequest
 from starlette.responses import PlainTextResponse, Response
 
+from interlock.errors import BadInput
+from interlock.insights.advice import payload
+from interlock.insights.figures import GROUPINGS, GroupBy, parse_window, report
 from interlock.server.api import Endpoint, Param, caller, ctx, ok, query_int, run
 from interlock.server.models import (
     AuditOut,
@@ -21,12 +21,6 @@ from interlock.server.models import (
     VerifyOut,
     entry_out,
 )
-from interlock.store import Request, State, Store
-
-#: A rule approved this often (with at least this many decisions, no edits) can loosen.
-LOOSEN_RATE, LOOSEN_MIN = 0.95, 20
-#: A rule denied this often can tighten (deny instead of asking).
-TIGHTEN_RATE = 0.5
 
 
 async def audit(request: HttpRequest) -> Response:
@@ -69,62 +63,20 @@ async def verify(request: HttpRequest) -> Response:
                "bad_seq": report.bad_seq, "problem": report.problem})
 
 
-def insights_of(store: Store, cap: int = 50_000) -> dict[str, Any]:
-    """Rates, time to decision and advice over the newest `cap` requests."""
-    requests: list[Request] = []
-    after: str | None = None
-    while len(requests) < cap:
-        page = store.list_requests(limit=1000, after=after)
-        if not page:
-            break
-        requests += page
-        after = page[-1].id
-    by_decision = Counter(r.decision.value for r in requests)
-    by_state = Counter(r.state.value for r in requests)
-    gated = [r for r in requests if r.decision.value == "require_approval"]
-    decided = [r for r in gated if r.decided_at is not None and r.state is not State.CANCELLED]
-    approved = [r for r in decided if r.state not in (
-        State.DENIED, State.EXPIRED, State.CHANGES_REQUESTED)]
-    waits = sorted(r.decided_at - r.created_at for r in decided if r.decided_at is not None)
-    per_rule: dict[str, dict[str, int]] = {}
-    for r in decided:
-        edited = r.final_args != r.action.get("args", {})
-        ok_ = r in approved
-        for rule in r.result.rules or ("(baseline)",):
-            row = per_rule.setdefault(rule, {"decided": 0, "approved": 0, "denied": 0,
-                                             "edited": 0})
-            row["decided"] += 1
-            row["approved"] += int(ok_)
-            row["denied"] += int(r.state is State.DENIED)
-            row["edited"] += int(edited)
-    rules = []
-    advice = []
-    for name, row in sorted(per_rule.items()):
-        rate = row["approved"] / row["decided"] if row["decided"] else None
-        tip = None
-        if rate is not None and row["decided"] >= LOOSEN_MIN and rate >= LOOSEN_RATE and (
-                row["edited"] == 0):
-            tip = (f"reviewers approved {row['approved']} of {row['decided']} unchanged: "
-                   "consider loosening this gate")
-        elif rate is not None and row["decided"] >= LOOSEN_MIN and (
-                row["denied"] / row["decided"] >= TIGHTEN_RATE):
-            tip = (f"reviewers denied {row['denied']} of {row['decided']}: consider denying "
-                   "it in the policy instead of asking")
-        if tip:
-            advice.append(f"rule {name}: {tip}")
-        rules.append({"rule": name, **row, "approval_rate": rate, "advice": tip})
-    return {
-        "total": len(requests), "by_decision": dict(by_decision), "by_state": dict(by_state),
-        "approval_rate": len(approved) / len(decided) if decided else None,
-        "time_to_decision_p50": statistics.median(waits) if waits else None,
-        "time_to_decision_p90": waits[int(0.9 * (len(waits) - 1))] if waits else None,
-        "rules": rules, "advice": advice,
-    }
-
-
 async def insights(request: HttpRequest) -> Response:
+    """Figures per rule, action or agent over a window, and gate-tuning advice."""
     await caller(request, "reviewer")
-    return ok(await run(insights_of, ctx(request).gateway.store))
+    window = parse_window(request.query_params.get("window", "7d"))
+    by = request.query_params.get("by", "rule")
+    if by not in GROUPINGS:
+        raise BadInput(f"`by` is one of {', '.join(GROUPINGS)}, not `{by}`")
+    gateway = ctx(request).gateway
+    group: GroupBy = by
+
+    def compute() -> dict[str, Any]:
+        return payload(report(gateway.store, window=window, by=group), gateway.policy.file)
+
+    return ok(await run(compute))
 
 
 async def healthz(request: HttpRequest) -> Response:
@@ -156,7 +108,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                           schema={"type": "string"}),)),
     Endpoint(method="GET", path="/v1/insights", handler=insights,
              summary="Rates, time to decision, gate-tuning advice", roles=("reviewer",),
-             response=InsightsOut, tags=_T),
+             response=InsightsOut, tags=_T,
+             query=(Param(name="window", description="how far back, e.g. `7d`, `12h`",
+                          schema={"type": "string"}),
+                    Param(name="by", description="group figures by rule, action or agent",
+                          schema={"type": "string", "enum": ["rule", "action", "agent"]}))),
     Endpoint(method="GET", path="/healthz", handler=healthz, summary="Liveness", roles=(),
              response=HealthOut, tags=_T),
     Endpoint(method="GET", path="/metrics", handler=metrics, summary="Prometheus metrics",

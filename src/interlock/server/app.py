@@ -34,7 +34,6 @@ from interlock.server import (
     api_reviewers,
     auth,
     authzen,
-    insights,
     openapi,
     ui,
 )
@@ -232,7 +231,6 @@ def create_app(
     ]
     routes.append(Route("/openapi.json", openapi_json, methods=["GET"]))
     routes += notify.routes(notifying, settings)
-    routes[:0] = insights.routes(notifying, settings)  # ahead of api_admin's summary
     routes += list(ui.routes(notifying, settings))
     routes += authzen.routes(notifying, settings)
 

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from interlock.insights.advice import Advice
+from interlock.insights.figures import Bucket, Figures, ReviewerFigures
 from interlock.store import Annotation, AuditEntry, Claim, Request, Vote
 
 
@@ -337,29 +339,27 @@ class VerifyOut(_Out):
     problem: str | None = None
 
 
-class InsightRule(_Out):
-    """How reviewers answered one rule's requests."""
+class HistogramBin(_Out):
+    """One bar of the time-to-decision distribution."""
 
-    rule: str
-    decided: int
-    approved: int
-    denied: int
-    edited: int
-    approval_rate: float | None
-    advice: str | None
+    bin: str
+    count: int
 
 
 class InsightsOut(_Out):
-    """Rates, time to decision, gate-tuning advice."""
+    """Figures over a window per rule, action or agent, and gate-tuning advice."""
 
-    total: int
-    by_decision: dict[str, int]
-    by_state: dict[str, int]
-    approval_rate: float | None
-    time_to_decision_p50: float | None
-    time_to_decision_p90: float | None
-    rules: list[InsightRule]
-    advice: list[str]
+    since: float
+    until: float
+    window_seconds: float
+    by: Literal["rule", "action", "agent"]
+    overall: Figures
+    groups: list[Figures]
+    reviewers: list[ReviewerFigures]
+    series: list[Bucket]
+    histogram: list[HistogramBin]
+    policy_file: str | None
+    advice: list[Advice]
 
 
 class HealthOut(_Out):
