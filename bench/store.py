@@ -158,6 +158,22 @@ def bench(name: str, url: str, connect_args: dict[str, Any], seconds: float,
         store.close()
 
 
+def run(seconds: float = 5.0, verify_entries: int = 300_000, pg: str | None = None) -> str:
+    """Both backends' table (PostgreSQL skipped when `pg` is empty), as markdown."""
+    rows = ["| backend | workers | plain inserts/s | full cycles/s | inserts per cycle | |",
+            "|---|---|---|---|---|---|"]
+    with sqlite_db() as (url, ca):
+        rows += bench("sqlite", url, ca, seconds, verify_entries)
+    if pg:
+        with pg_db(pg) as (url, ca):
+            rows += bench("postgresql", url, ca, seconds, verify_entries)
+    # On a shared host the anchor moves with the neighbours; the ratio is what to compare.
+    rows.append("")
+    rows.append(f"(cpus: {os.cpu_count()}, load average at the end: "
+                f"{', '.join(f'{x:.1f}' for x in os.getloadavg())})")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
@@ -166,17 +182,7 @@ def main() -> None:
         "INTERLOCK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--no-pg", action="store_true")
     args = parser.parse_args()
-    rows = ["| backend | workers | plain inserts/s | full cycles/s | inserts per cycle | |",
-            "|---|---|---|---|---|---|"]
-    with sqlite_db() as (url, ca):
-        rows += bench("sqlite", url, ca, args.seconds, args.verify_entries)
-    if not args.no_pg:
-        with pg_db(args.pg) as (url, ca):
-            rows += bench("postgresql", url, ca, args.seconds, args.verify_entries)
-    print("\n".join(rows))
-    # On a shared host the anchor moves with the neighbours; the ratio is what to compare.
-    print(f"(cpus: {os.cpu_count()}, load average at the end: "
-          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())})")
+    print(run(args.seconds, args.verify_entries, None if args.no_pg else args.pg))
 
 
 if __name__ == "__main__":

@@ -128,9 +128,11 @@ class Hub:
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     while not self._stop.is_set():
-                        batch = [n.payload for n in conn.notifies(timeout=0.5)]
-                        if batch:
-                            self._local(batch)
+                        # The generator yields each notification as it arrives and ends
+                        # after the timeout; collecting it into a list first held every
+                        # wake-up back until the half second was over.
+                        for n in conn.notifies(timeout=0.5):
+                            self._local([n.payload])
             except psycopg.Error as exc:
                 log.warning("listen connection lost: %s", type(exc).__name__)
                 self._stop.wait(1.0)
