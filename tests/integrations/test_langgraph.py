@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +11,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage
 from lg_helpers import POLICY, Desk, billing_agent, tool_messages, turn
+from tests.doc_examples import run_doc_example
 
 from interlock import Gate
 from interlock.integrations.langgraph import resume_command
@@ -127,13 +125,7 @@ def test_the_async_graph_takes_the_same_path(world: tuple[Gate, Desk, list[str]]
 
 
 def test_the_docs_example_runs(tmp_path: Path) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
-    assert len(blocks) == 1
-    script = tmp_path / "example.py"
-    script.write_text(blocks[0])
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert "waiting for a reviewer: send_payment" in done.stdout
-    assert "sent 900 EUR to acme" in done.stdout
-    assert "over budget" in done.stdout
+    out = run_doc_example(DOC, tmp_path, timeout=60)
+    assert "waiting for a reviewer: send_payment" in out
+    assert "sent 900 EUR to acme" in out
+    assert "over budget" in out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 from agents import Agent, Runner, RunResult, RunState
 from oa_helpers import POLICY, Desk, billing_agent, calls
+from tests.doc_examples import run_doc_example
 
 from interlock import Gate
 from interlock.integrations.openai_agents import resolve, resume
@@ -133,13 +133,7 @@ def test_a_run_resumes_in_another_process_from_its_serialized_state(
 
 
 def test_the_docs_example_runs(tmp_path: Path) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
-    assert len(blocks) == 1
-    script = tmp_path / "example.py"
-    script.write_text(blocks[0])
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert "waiting for a reviewer: send_payment" in done.stdout
-    assert "sent 900 EUR to acme" in done.stdout
-    assert "over budget" in done.stdout
+    out = run_doc_example(DOC, tmp_path, timeout=60)
+    assert "waiting for a reviewer: send_payment" in out
+    assert "sent 900 EUR to acme" in out
+    assert "over budget" in out

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +15,7 @@ from pydantic_ai import Agent
 from pydantic_ai.messages import ToolCallPart
 from pydantic_ai.tools import DeferredToolRequests
 from pydantic_ai.toolsets import FunctionToolset
+from tests.doc_examples import run_doc_example
 
 from interlock import Gate
 from interlock.integrations.pydantic_ai import InterlockToolset, deferred_results
@@ -141,13 +139,7 @@ def test_a_policy_refusal_and_an_allowed_call_in_one_turn(
 
 
 def test_the_docs_example_runs(tmp_path: Path) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
-    assert len(blocks) == 1
-    script = tmp_path / "example.py"
-    script.write_text(blocks[0])
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert "waiting for a reviewer: send_payment" in done.stdout
-    assert "sent 900 EUR to acme" in done.stdout
-    assert "over budget" in done.stdout
+    out = run_doc_example(DOC, tmp_path, timeout=60)
+    assert "waiting for a reviewer: send_payment" in out
+    assert "sent 900 EUR to acme" in out
+    assert "over budget" in out

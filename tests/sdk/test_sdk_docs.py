@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.doc_examples import run_doc_example
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "sdk.md"
 
 
 def test_the_runnable_example_runs(tmp_path: Path) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
-    assert len(blocks) == 1
-    script = tmp_path / "example.py"
-    script.write_text(blocks[0])
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
+    out = run_doc_example(DOC, tmp_path, timeout=60)
     assert "sent 40 EUR to acme" in out
     assert "review: Pay acme 12000 EUR" in out and "rule large-payments" in out
     assert "sent 900 EUR to acme" in out
