@@ -1,6 +1,7 @@
 """The MCP gateway end to end: the official `mcp` client talks through `interlock mcp-proxy` to
 the real `mcp-server-time` and to a test server with a destructive tool, over stdio and once
-over streamable HTTP; reviewers decide through the gateway on the same database."""
+over streamable HTTP; reviewers decide through the gateway on the same database, and once,
+against a real `interlock serve`, through the HTTP API."""
 
 from __future__ import annotations
 
@@ -234,3 +235,61 @@ def test_the_docs_example_runs(tmp_path: Path) -> None:
                           capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["['convert_time', 'get_current_time']", "ran UTC"]
+
+
+def _approve_over_http(url: str, reviewer: str, action: str, timeout: float = 20.0) -> str:
+    """A reviewer's side through the HTTP API: find the request in the queue, approve it."""
+    auth = {"Authorization": f"Bearer {reviewer}"}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = httpx.get(f"{url}/v1/queue", headers=auth, timeout=5).json()["items"]
+        for item in items:
+            if item["action"]["action"] == action:
+                answer = httpx.post(f"{url}/v1/actions/{item['id']}/decision", headers=auth,
+                                    json={"verdict": "approve", "version": item["version"]},
+                                    timeout=5)
+                assert answer.status_code == 200, answer.text
+                return str(item["id"])
+        time.sleep(0.1)
+    raise AssertionError(f"no pending `{action}` reached the queue")
+
+
+def test_remote_mode_holds_a_call_until_approved_through_the_http_api(tmp_path: Path) -> None:
+    from tests.server.servers import serving
+
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    db = f"sqlite:///{tmp_path / 'il.db'}"
+    store = open_store(db)
+    _, agent = store.create_token(kind="agent", name="mcp-proxy", actor="test")
+    _, reviewer = store.create_token(kind="reviewer", name="alice", groups=["on-call"],
+                                     actor="test")
+    store.close()
+    with serving(tmp_path, "--policy", str(tmp_path / "policy.yaml"), "--db", db) as server:
+        cmd = [*INTERLOCK, "mcp-proxy", "--server", server.url, "--token", agent,
+               "--wait", "30", "--", sys.executable, str(SERVER)]
+        params = StdioServerParameters(
+            command=cmd[0], args=cmd[1:], cwd=str(tmp_path),
+            env={**os.environ, "MCP_TEST_COUNTS": str(tmp_path / "runs.json")})
+
+        async def main() -> None:
+            with (tmp_path / "proxy.err").open("w") as errlog:
+                async with stdio_client(params, errlog=errlog) as (read, write), \
+                        ClientSession(read, write) as s:
+                    await s.initialize()
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(anyio.to_thread.run_sync, _approve_over_http,
+                                      server.url, reviewer, "delete_file")
+                        held = await s.call_tool("delete_file", {"path": "/tmp/remote"})
+                    assert not held.is_error, _text(held)
+                    assert "deleted /tmp/remote" in _text(held)
+                    denied = await s.call_tool("delete_file", {"path": "/etc/shadow"})
+                    assert denied.is_error and "never-touch-etc" in _text(denied)
+
+        anyio.run(main)
+    runs = [r["args"]["path"] for r in _runs(tmp_path) if r["tool"] == "delete_file"]
+    assert runs == ["/tmp/remote"]  # approved once, run once; the denied call never ran
+    store = open_store(db)
+    states = sorted((r.action_name, r.state.value)
+                    for r in store.list_requests(agent="mcp-proxy", limit=10))
+    assert states == [("delete_file", "denied"), ("delete_file", "succeeded")]
+    store.close()
