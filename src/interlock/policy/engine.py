@@ -37,6 +37,7 @@ _DENY = Decision.DENY
 _RANK = {d: d.rank for d in Decision}
 _RISK_BY_NAME = {r.value: r for r in Risk}
 _RISK_RANK = {r: r.rank for r in Risk}
+_HINT_RANK = {r.value: r.rank for r in Risk}
 _PLAN_CACHE_LIMIT = 50_000
 _CONTEXT_PATHS = (("environment",), ("agent",), ("capabilities",))
 
@@ -286,8 +287,10 @@ class Policy:
         narrow = self._narrow
         by_context: dict[tuple[Any, ...], _Narrowed] = {}
         risk = plan.risk
-        plain_extras = self._plain_extras
-        # Enum members hash through a Python-level __hash__; key the cache by plain ints.
+        # Enum members hash through a Python-level __hash__: work with ranks (ints) here.
+        base_rank = _RISK_RANK[risk]
+        risks = list(Risk)
+        extras_by_rank = [self._plain_extras[r] for r in risks]
         level_list: list[Level | None] = [None, *Level]
         level_index = {
             agent: level_list.index(lv) for agent, lv in (self._levels or {}).items()
@@ -299,29 +302,29 @@ class Policy:
         decide = self._decide
         no_facts = NO_FACTS
         missing = _CEL_MISSING
-        denied: dict[tuple[str, Risk], PolicyResult] = {}  # scope denials
+        denied: dict[tuple[str, int], PolicyResult] = {}  # scope denials
         defaults_requirements = self._defaults_requirements
         policy_hash = self.hash
 
         def run(action: Mapping[str, Any], facts: Facts) -> PolicyResult:
             if facts is not no_facts:
                 return general(action, facts)
-            now_risk = risk
+            rank = base_rank
             hint = action.get("risk")
             if hint is not None:
-                hinted = _RISK_BY_NAME.get(hint) if type(hint) is str else None
-                if hinted is not None and _RISK_RANK[hinted] > _RISK_RANK[risk]:
-                    now_risk = hinted
+                hinted = _HINT_RANK.get(hint) if type(hint) is str else None
+                if hinted is not None and hinted > rank:
+                    rank = hinted  # a hint raises the class, never lowers it
             agent = action.get("agent")
             if type(agent) is not str:
                 if agent is not None:
                     return general(action, facts)
             elif agent in scopes and not scopes[agent](name):
-                result = denied.get((agent, now_risk))
+                result = denied.get((agent, rank))
                 if result is None:
-                    result = denied[(agent, now_risk)] = general(action, facts)
+                    result = denied[(agent, rank)] = general(action, facts)
                 return result
-            x = plain_extras[now_risk]
+            x = extras_by_rank[rank]
             index = level_index.get(agent, default_index)
             env = action.get("environment")
             if env is not None and type(env) is not str:
@@ -351,14 +354,14 @@ class Policy:
                     lacking += ((rule, outcome),)
                 elif outcome is not False and outcome is not missing and outcome is not None:
                     return general(action, facts)
-            key = (index, now_risk, env, matched, lacking)
+            key = (index, rank, env, matched, lacking)
             hit = cache.get(key)
             if hit is None:
                 notes = {
                     r: f"rule {r.name}: " + _lacking_text(names) for r, names in lacking
                 } or None
                 ordered = sorted(matched, key=_by_index)  # explanations follow the file
-                hit = decide(now_risk, level_list[index], env, ordered, notes)
+                hit = decide(risks[rank], level_list[index], env, ordered, notes)
                 if len(cache) < 4096:
                     cache[key] = hit
             result, escalatable = hit
@@ -370,7 +373,7 @@ class Policy:
                     return PolicyResult(
                         decision=_REQUIRE, rules=(),
                         reasons=(f"confidence {confidence} < {threshold}",),
-                        risk=now_risk, requirements=defaults_requirements,
+                        risk=risks[rank], requirements=defaults_requirements,
                         errors=result.errors, policy_hash=policy_hash, level=result.level,
                     )
             return result
