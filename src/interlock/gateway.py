@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from interlock import autonomy, grants
 from interlock.errors import BadInput, Forbidden, NotFound, TooMany
 from interlock.policy import Policy
 from interlock.policy.match import compile_glob
@@ -25,6 +26,7 @@ from interlock.policy.records import (
     Requirements,
 )
 from interlock.store import Annotation, Claim, Request, Reviewer, State, Store, Vote
+from interlock.store.grants import Grant, GrantGone, NewGrant
 from interlock.store.records import Verdict
 
 #: Fields the SDK and integrations take from `args` when the action lacks them (SPEC §1).
@@ -102,6 +104,8 @@ class Gateway:
         self.public_url = (public_url or "").rstrip("/")
         self._rate: dict[str, deque[float]] = {}
         self._rate_lock = threading.Lock()
+        # Promotions and demotions are written by the store, in the transaction of their cause.
+        store.autonomy = policy.autonomy
         self._needs_history = bool(
             policy.escalation.novel_action
             or policy.escalation.novel_recipient
@@ -172,7 +176,8 @@ class Gateway:
         """The decision and its explanation, storing nothing (`POST /v1/evaluate`)."""
         if agent is not None and agent.role == "agent":
             action = self.prepare(body, agent)
-            return self.policy.evaluate(action, self.facts_for(action))
+            return self._remembered(self.policy.evaluate(action, self.facts_for(action)),
+                                    action)[0]
         if not isinstance(body, Mapping):
             raise BadInput("an action must be a JSON object")
         return self.policy.evaluate(dict(body))
@@ -195,18 +200,40 @@ class Gateway:
                 "waiting for people already; wait for decisions before submitting more",
                 code="pending_limit",
             )
-        result = self.policy.evaluate(action, self.facts_for(action))
+        evaluated = self.policy.evaluate(action, self.facts_for(action))
+        result, grant = self._remembered(evaluated, action)
+        try:
+            return self._store(action, agent, result, grant, claim)
+        except GrantGone:  # revoked or expired since it was read: decide without it
+            return self._store(action, agent, evaluated, None, claim)
+
+    def _store(self, action: dict[str, Any], agent: Principal, result: PolicyResult,
+               grant: Grant | None, claim: bool) -> Submitted:
         if claim:
             request, claimed = self.store.submit_claimed(
                 agent=agent.name, action=action, result=result,
                 lease=self.policy.defaults.claim_lease, redact_paths=self.policy.redact,
+                grant=grant,
             )
             return Submitted(request=request, result=request.result, claim=claimed)
         request = self.store.submit(
-            agent=agent.name, action=action, result=result, redact_paths=self.policy.redact
+            agent=agent.name, action=action, result=result, redact_paths=self.policy.redact,
+            grant=grant,
         )
         # An idempotent replay returns the first request; its stored answer stands.
         return Submitted(request=request, result=request.result)
+
+    def _remembered(
+        self, result: PolicyResult, action: Mapping[str, Any]
+    ) -> tuple[PolicyResult, Grant | None]:
+        """Decision memory, after the policy: a grant may turn require_approval into allow."""
+        if result.decision is not Decision.REQUIRE_APPROVAL or (
+            action["agent"] == autonomy.INTERLOCK_AGENT
+        ):
+            return result, None
+        found = self.store.grants(agent=str(action["agent"]), action=str(action["action"]),
+                                  live=True)
+        return grants.apply(result, action, found, self.store.clock.now())
 
     def _check_rate(self, agent: str) -> None:
         limit = self.policy.limits.actions_per_minute
@@ -262,13 +289,29 @@ class Gateway:
         note: str | None = None,
         args: Any = None,
         confirmation: str | None = None,
+        remember: Mapping[str, Any] | None = None,
     ) -> Request:
-        """A reviewer's vote: approve (maybe with edits), deny (with a reason), request changes."""
+        """A reviewer's vote: approve (maybe with edits), deny (with a reason), request changes.
+
+        `remember` (approve only): also make a decision-memory grant (SPEC §3 rule 6)."""
         if reviewer.role == "agent":
             raise Forbidden("agents do not decide requests", code="reviewers_only")
         request = self.store.get(request_id)
+        if request.agent == autonomy.INTERLOCK_AGENT and (
+            request.action.get("args", {}).get("requested_by") == reviewer.name
+        ):
+            raise Forbidden(f"`{reviewer.name}` asked for request `{request_id}` and may not "
+                            "decide it", code="self_approval")
         new_requirements: Requirements | None = None
         confirmed = False
+        new_grant: NewGrant | None = None
+        if remember is not None:
+            if verdict != "approve" or request.agent == autonomy.INTERLOCK_AGENT:
+                raise BadInput("only an approval of an agent's request can be remembered")
+            if not isinstance(remember, Mapping):
+                raise BadInput("`remember` must be an object")
+            new_grant = grants.new_grant(remember, request, reviewer.reviewer,
+                                         self.store.clock.now())
         if verdict == "approve":
             confirmed = self._check_confirmation(request, confirmation)
             if args is not None:
@@ -283,7 +326,7 @@ class Gateway:
                 raise BadInput("request changes needs a note saying what to change")
         else:
             raise BadInput(f"verdict must be approve, deny or request_changes, not `{verdict}`")
-        return self.store.vote(
+        decided = self.store.vote(
             request_id,
             reviewer=reviewer.reviewer,
             verdict=verdict,
@@ -293,7 +336,23 @@ class Gateway:
             new_requirements=new_requirements,
             confirmed=confirmed,
             redact_paths=self.policy.redact,
+            remember=new_grant,
         )
+        if decided.state is State.APPROVED and autonomy.is_gated_change(decided):
+            return autonomy.apply(self.store, decided.id)
+        return decided
+
+    # --- admins -----------------------------------------------------------------------
+    def propose_autonomy(
+        self, admin: Principal, agent: str, level: str, *, pinned: bool = False,
+        reason: str | None = None,
+    ) -> Request:
+        """An admin's level change, stored for a second admin to approve (SPEC §8)."""
+        if admin.role != "admin":
+            raise Forbidden("only an admin may set an agent's autonomy level", code="admins_only")
+        return autonomy.propose(self.store, agent=agent, level=level, pinned=pinned,
+                                reason=reason, requested_by=admin.name,
+                                policy_hash=self.policy.hash)
 
     def _check_confirmation(self, request: Request, confirmation: str | None) -> bool:
         reqs = request.requirements

@@ -40,6 +40,12 @@ def _register() -> None:
     app.add_typer(tokens_cli.app, name="token")
     app.command()(ops_cli.pause)
     app.command()(ops_cli.unpause)
+    from interlock.cli import autonomy as autonomy_cli
+
+    app.add_typer(autonomy_cli.app, name="autonomy")
+    from interlock.cli import grants as grants_cli
+
+    app.add_typer(grants_cli.app, name="grants")
     from interlock.cli import demo as demo_cli
     from interlock.cli import review as review_cli
 

@@ -317,6 +317,20 @@ def _ask_phrase(console: Console, phrase: str) -> str:
         raise BadInput("no confirmation typed: nothing was approved") from None
 
 
+def _remember(scope: str, until: str | None, pattern: str | None) -> dict[str, Any]:
+    if scope not in ("agent_action", "run", "until"):
+        raise BadInput(f"--remember is agent_action, run or until, not `{scope}`")
+    out: dict[str, Any] = {"scope": scope}
+    if until is not None:
+        out["until"] = until
+    if pattern is not None:
+        parsed = _args_json(pattern)
+        if parsed is None:
+            raise BadInput("--args-pattern must be a JSON object")
+        out["args_pattern"] = parsed
+    return out
+
+
 def approve(
     request_id: Annotated[str, typer.Argument(metavar="ID", help="The request's id.")],
     note: Annotated[str | None, typer.Option("--note", help="A note for the agent.")] = None,
@@ -324,6 +338,15 @@ def approve(
         "--args", help="Edited arguments as a JSON object (re-checked by the policy).")] = None,
     confirmation: Annotated[str | None, typer.Option(
         "--confirmation", help="The confirmation phrase, where the request needs one.")] = None,
+    remember: Annotated[str | None, typer.Option(
+        "--remember", help="Approve and remember: agent_action, run or until (a grant that "
+        "lets matching later actions of this agent through).")] = None,
+    until: Annotated[str | None, typer.Option(
+        "--until", help="With --remember: when the grant ends (ISO time or epoch seconds).")
+    ] = None,
+    args_pattern: Annotated[str | None, typer.Option(
+        "--args-pattern", help='With --remember: {"path": "glob or literal"} as JSON.')
+    ] = None,
     server: ServerOption = DEFAULT_SERVER,
     token: TokenOption = None,
 ) -> None:
@@ -355,6 +378,8 @@ def approve(
             body["args"] = edited
         if confirmation is not None:
             body["confirmation"] = confirmation
+        if remember is not None:
+            body["remember"] = _remember(remember, until, args_pattern)
         done = api.post(f"/v1/actions/{request_id}/decision", body)
     state = done.get("state")
     if state == "pending":

@@ -61,7 +61,9 @@ async def decision(request: HttpRequest) -> Response:
     def work() -> dict[str, Any]:
         _not_own_gate(c.gateway.get(rid, who), who)
         r = c.gateway.decide(rid, who, body.verdict, version=body.version, note=body.note,
-                             args=body.args, confirmation=body.confirmation)
+                             args=body.args, confirmation=body.confirmation,
+                             remember=None if body.remember is None
+                             else body.remember.model_dump())
         return c.request_json(r)
 
     return ok(await run(work))

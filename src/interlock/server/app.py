@@ -31,6 +31,8 @@ from interlock.gateway import Gateway
 from interlock.server import (
     api_admin,
     api_agents,
+    api_autonomy,
+    api_grants,
     api_reviewers,
     auth,
     authzen,
@@ -47,6 +49,7 @@ access = logging.getLogger("interlock.access")
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     *api_agents.ENDPOINTS, *api_reviewers.ENDPOINTS, *api_admin.ENDPOINTS,
+    *api_autonomy.ENDPOINTS, *api_grants.ENDPOINTS,
 )
 
 #: What every response carries unless a route set its own (the UI may add a nonce).

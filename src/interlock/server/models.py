@@ -109,6 +109,28 @@ class DecisionIn(_In):
     """Edited args (approve only); re-checked by the policy."""
     confirmation: str | None = None
     """The confirmation phrase, where the request needs typed confirmation."""
+    remember: RememberIn | None = None
+    """Approve and remember: a grant that lets matching later actions through."""
+
+
+class RememberIn(_In):
+    """What an "approve and remember" grant covers (SPEC §3 rule 6)."""
+
+    scope: Literal["agent_action", "run", "until"]
+    """This agent and action; only this run (`context.run_id`); or until a time."""
+    until: float | str | None = None
+    """Epoch seconds or an ISO 8601 time; required for `until`, optional otherwise."""
+    args_pattern: dict[str, Any] | None = None
+    """`{path: glob or literal}` the later action's args must match."""
+
+
+class AutonomyIn(_In):
+    """An admin's request to set (and maybe pin) an agent's level; a second admin approves."""
+
+    level: Literal["supervised", "guided", "autonomous", "full_auto"]
+    pinned: bool = False
+    """A pinned level never moves on promotion or demotion."""
+    reason: str | None = None
 
 
 class DelegateIn(_In):
@@ -388,6 +410,53 @@ def annotation_out(a: Annotation) -> AnnotationOut:
                          value=a.value, note=a.note, correction=a.correction, at=a.at)
 
 
+class AgentOut(_Out):
+    """An agent's autonomy level and track record."""
+
+    name: str
+    level: str | None
+    """The level in force (None: the policy has no `autonomy` section)."""
+    stored: str | None
+    """The stored level (None: the policy's configured level applies)."""
+    pinned: bool
+    clean_approvals: int
+    promote_after: int | None
+    approvals: int
+    denials: int
+    reversals: int
+    failures_after_approval: int
+
+
+class AgentsOut(_Out):
+    """Every agent known, by name."""
+
+    agents: list[AgentOut]
+
+
+class GrantOut(_Out):
+    """A decision-memory grant."""
+
+    id: str
+    agent: str
+    action: str
+    reviewer: str
+    scope: str
+    run_id: str | None = None
+    args_pattern: dict[str, Any] | None = None
+    request_id: str | None = None
+    """The request whose approval created it."""
+    created_at: float
+    expires_at: float | None = None
+    revoked_at: float | None = None
+    active: bool
+
+
+class GrantsOut(_Out):
+    """Grants, newest first."""
+
+    grants: list[GrantOut]
+
+
 def request_fields(r: Request, *, link: str, phrase: str | None) -> dict[str, Any]:
     """A request as plain JSON-able fields (the body of RequestOut)."""
     return {
@@ -413,5 +482,6 @@ def claim_out(c: Claim) -> ClaimOut:
 MODELS: tuple[type[BaseModel], ...] = (
     ActionIn, OutcomeIn, CancelIn, DecisionIn, DelegateIn, ResolveIn, ReviewIn, FeedbackIn,
     BatchDecisionIn, ErrorOut, EvaluateOut, SubmitOut, RequestOut, WaitOut, ClaimOut,
-    BatchOut, QueueOut, AuditOut, VerifyOut, InsightsOut, HealthOut,
+    BatchOut, QueueOut, AuditOut, VerifyOut, InsightsOut, HealthOut, RememberIn, AutonomyIn,
+    AgentOut, AgentsOut, GrantOut, GrantsOut,
 )

@@ -19,6 +19,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from interlock import grants
+from interlock.autonomy import agent_levels
 from interlock.errors import Conflict, InterlockError, NotFound
 from interlock.gateway import Gateway, Principal, authenticate
 from interlock.server import ui_insights
@@ -71,6 +73,7 @@ def routes(gateway: Gateway, settings: ServerSettings) -> list[BaseRoute]:
         Route("/batches/{batch_id}", ui.batch_page, methods=["GET"]),
         Route("/batches/{batch_id}/decide", ui.batch_decide, methods=["POST"]),
         Route("/audit", ui.audit, methods=["GET"]),
+        Route("/agents", ui.agents, methods=["GET"]),
         *ui_insights.routes(ui),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="ui-static"),
     ]
@@ -279,6 +282,9 @@ class UI:
             error=error, error_form=error_form, form=defaultdict(str, form or {}),
             done=DONE.get(done or ""),
             args_error=args_error,
+            agent_level=next(iter(agent_levels(self.gw.store, self.gw.policy, req.agent)),
+                             None),
+            remember_ok=decidable and grants.alone_could_approve(reqs, who.reviewer),
         )
 
     async def request_page(self, request: Request) -> Response:
@@ -336,12 +342,23 @@ class UI:
                 return again(problem, args_error=problem)
             if parsed != req.final_args:
                 args = parsed
+        remember: dict[str, Any] | None = None
+        if verdict == "approve" and form.get("remember"):
+            remember = {"scope": form.get("remember_scope") or "agent_action"}
+            if form.get("remember_until", "").strip():
+                remember["until"] = form["remember_until"].strip()
+            if form.get("remember_args", "").strip():
+                pattern, problem = parse_args(form["remember_args"])
+                if problem is not None:
+                    return again(f"The argument pattern: {problem}")
+                remember["args_pattern"] = pattern
         version = form.get("version", "")
         try:
             self.gw.decide(
                 req.id, who, verdict,  # type: ignore[arg-type]
                 version=int(version) if version.isdigit() else None, note=note, args=args,
                 confirmation=form.get("confirmation") if verdict == "approve" else None,
+                remember=remember,
             )
         except InterlockError as exc:
             return self.gateway_error(exc, again)
@@ -499,6 +516,15 @@ class UI:
         return self.render("audit.html", session, who, entries=entries[:200],
                            total=len(entries), filters={"request": rid, "agent": agent,
                                                         "actor": actor})
+
+
+    async def agents(self, request: Request) -> Response:
+        auth = self.signed_in(request)
+        if isinstance(auth, Response):
+            return auth
+        session, who = auth
+        return self.render("agents.html", session, who,
+                           agents=agent_levels(self.gw.store, self.gw.policy))
 
 
 def parse_args(text: str) -> tuple[dict[str, Any] | None, str | None]:

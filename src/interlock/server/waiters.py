@@ -203,11 +203,11 @@ class NotifyingGateway(Gateway):
     def decide(
         self, request_id: str, reviewer: Principal, verdict: Verdict, *,
         version: int | None = None, note: str | None = None, args: Any = None,
-        confirmation: str | None = None,
+        confirmation: str | None = None, remember: Mapping[str, Any] | None = None,
     ) -> Request:
         return self._done(super().decide(
             request_id, reviewer, verdict, version=version, note=note, args=args,
-            confirmation=confirmation,
+            confirmation=confirmation, remember=remember,
         ))
 
     def delegate(

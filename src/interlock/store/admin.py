@@ -16,8 +16,11 @@ import sqlalchemy as sa
 from interlock.clock import Clock
 from interlock.errors import BadInput, Conflict, NotFound
 from interlock.policy.records import Facts, Level
+from interlock.store import autonomy as levels
+from interlock.store import grants
 from interlock.store import schema as t
 from interlock.store.core import dumps, new_id
+from interlock.store.grants import Grant
 from interlock.store.records import (
     FINAL,
     Agent,
@@ -98,6 +101,13 @@ class Store(SweepingStore):
                      request_id=request_id, digest=row["digest"])
             if kind == "review" and value == "reversed":
                 self._count(tx, row["agent"], reversals=1)
+                levels.step(tx, self.autonomy, row["agent"], "reversed",
+                              request_id=request_id)
+            elif kind == "rating" and value == "incorrect" and not row["edited"] and (
+                row["decision"] == "require_approval"
+            ):
+                levels.step(tx, self.autonomy, row["agent"], "incorrect",
+                              request_id=request_id)
             return Annotation(request_id=request_id, kind=kind,  # type: ignore[arg-type]
                               reviewer=reviewer.name, value=value, note=note,
                               correction=correction, at=tx.now)
@@ -169,12 +179,13 @@ class Store(SweepingStore):
         """An agent's level and track record (None: never seen)."""
         with self._read() as conn:
             r = conn.execute(sa.select(t.agents).where(t.agents.c.name == name)).mappings().first()
-        if r is None:
-            return None
-        return Agent(name=r["name"], level=r["level"], pinned=bool(r["pinned"]),
-                     approvals=r["approvals"], clean_approvals=r["clean_approvals"],
-                     denials=r["denials"], reversals=r["reversals"],
-                     failures_after_approval=r["failures_after_approval"])
+        return None if r is None else _agent(dict(r))
+
+    def agents(self) -> list[Agent]:
+        """Every agent seen so far, by name."""
+        with self._read() as conn:
+            return [_agent(dict(r)) for r in conn.execute(
+                sa.select(t.agents).order_by(t.agents.c.name)).mappings()]
 
     def set_level(self, name: str, level: Level | None, *, actor: str, pinned: bool = False,
                   why: str | None = None) -> None:
@@ -185,9 +196,39 @@ class Store(SweepingStore):
             tx.conn.execute(t.agents.update().where(t.agents.c.name == name).values(
                 level=None if level is None else level.value, pinned=pinned,
                 clean_approvals=0, updated_at=tx.now))
-            tx.audit(actor, "agent.level",
+            tx.audit(actor, "autonomy.set",
                      {"agent": name, "level": None if level is None else level.value,
                       "pinned": pinned, "why": why})
+
+    # -- decision memory ------------------------------------------------------------------
+
+    def grants(self, *, agent: str | None = None, action: str | None = None,
+               live: bool = False) -> list[Grant]:
+        """Grants, newest first; `live`: only those neither revoked nor expired."""
+        g = t.grants.c
+        query = sa.select(t.grants).order_by(g.id.desc())
+        if agent is not None:
+            query = query.where(g.agent == agent)
+        if action is not None:
+            query = query.where(g.action_name == action)
+        if live:
+            query = query.where(g.revoked_at.is_(None), sa.or_(
+                g.expires_at.is_(None), g.expires_at > self.clock.now()))
+        with self._read() as conn:
+            return [grants.from_row(dict(r)) for r in conn.execute(query).mappings()]
+
+    def revoke_grant(self, grant_id: str, *, actor: str) -> Grant:
+        """Stop a grant from applying; audited. NotFound unless it is live."""
+        with self._write() as tx:
+            done = tx.conn.execute(t.grants.update().where(
+                t.grants.c.id == grant_id, t.grants.c.revoked_at.is_(None)
+            ).values(revoked_at=tx.now))
+            if done.rowcount != 1:
+                raise NotFound(f"no live grant `{grant_id}`")
+            tx.audit(actor, "grant.revoked", {"grant": grant_id})
+            row = tx.conn.execute(sa.select(t.grants).where(t.grants.c.id == grant_id)
+                                  ).mappings().one()
+            return grants.from_row(dict(row))
 
     # -- tokens ---------------------------------------------------------------------------
 
@@ -293,6 +334,13 @@ class Store(SweepingStore):
         with self.backend.write_lock(), self.engine.begin() as conn:
             conn.execute(t.outbox.update().where(t.outbox.c.id == item_id)
                          .values(attempts=t.outbox.c.attempts + 1))
+
+
+def _agent(r: dict[str, Any]) -> Agent:
+    return Agent(name=r["name"], level=r["level"], pinned=bool(r["pinned"]),
+                 approvals=r["approvals"], clean_approvals=r["clean_approvals"],
+                 denials=r["denials"], reversals=r["reversals"],
+                 failures_after_approval=r["failures_after_approval"])
 
 
 def _token(r: dict[str, Any]) -> Token:

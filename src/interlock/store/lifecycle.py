@@ -12,9 +12,11 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from interlock.errors import BadInput, Conflict, Forbidden, Gone, NotFound
+from interlock.policy.model import Autonomy
 from interlock.policy.records import PolicyResult, Requirements
 from interlock.policy.redact import compile_paths, redact
-from interlock.store import quorum
+from interlock.store import autonomy as levels
+from interlock.store import grants, quorum
 from interlock.store import schema as t
 from interlock.store.core import (
     Row,
@@ -25,6 +27,7 @@ from interlock.store.core import (
     new_id,
     to_request,
 )
+from interlock.store.grants import Grant, NewGrant
 from interlock.store.records import (
     CLAIMABLE,
     DECISION_STATE,
@@ -57,6 +60,8 @@ _CLAIMED = frozenset({State.EXECUTING, State.SUCCEEDED, State.FAILED, State.UNKN
 class LifecycleStore(StoreBase):
     """Requests from submission to outcome."""
 
+    autonomy: Autonomy | None = None
+    """The policy's `autonomy` section: what moves an agent's level (None: nothing does)."""
 
     # -- submit ----------------------------------------------------------------------
 
@@ -67,11 +72,15 @@ class LifecycleStore(StoreBase):
         action: Mapping[str, Any],
         result: PolicyResult,
         redact_paths: Sequence[str] = (),
+        grant: Grant | None = None,
     ) -> Request:
         """Store an action with the policy's result, masked by `redact_paths`, in the state its
         decision leads to. The same idempotency key with the same body returns the first
-        request; with another body it is a Conflict `idempotency_conflict`."""
-        return self._submit(agent, action, result, redact_paths, None)[0]
+        request; with another body it is a Conflict `idempotency_conflict`.
+
+        `grant`: the decision-memory grant that turned the result into `allow`; its use is
+        audited here, and GrantGone is raised if it was revoked or expired meanwhile."""
+        return self._submit(agent, action, result, redact_paths, None, grant)[0]
 
     def submit_claimed(
         self,
@@ -81,13 +90,14 @@ class LifecycleStore(StoreBase):
         result: PolicyResult,
         lease: float,
         redact_paths: Sequence[str] = (),
+        grant: Grant | None = None,
     ) -> tuple[Request, Claim | None]:
         """`submit`, and when the decision lets the action run at once (allow / notify),
         claim it in the same transaction: one commit instead of two for the common case.
 
         The claim is returned only when this call created and claimed the request; an
         idempotent replay returns the first request and no claim, so nothing runs twice."""
-        return self._submit(agent, action, result, redact_paths, lease)
+        return self._submit(agent, action, result, redact_paths, lease, grant)
 
     def _submit(
         self,
@@ -96,6 +106,7 @@ class LifecycleStore(StoreBase):
         result: PolicyResult,
         redact_paths: Sequence[str],
         lease: float | None,
+        grant: Grant | None = None,
     ) -> tuple[Request, Claim | None]:
         masked = redact(action, compile_paths(redact_paths)) if redact_paths else dict(action)
         checkpoint = masked.pop("checkpoint", None)
@@ -169,6 +180,8 @@ class LifecycleStore(StoreBase):
                  "rules": list(result.rules), "policy_hash": result.policy_hash},
                 request_id=rid, digest=row["digest"],
             )
+            if grant is not None:
+                grants.use(tx, grant, rid, row["digest"])
             values: dict[str, Any] = {}
             if target is State.PENDING:
                 values["deadline"] = quorum.deadline(progress)
@@ -203,11 +216,13 @@ class LifecycleStore(StoreBase):
         new_requirements: Requirements | None = None,
         confirmed: bool = False,
         redact_paths: Sequence[str] = (),
+        remember: NewGrant | None = None,
     ) -> Request:
         """Record a vote and evaluate quorum and stages in the same transaction.
 
         `args` are a reviewer's edits (approve only); the caller re-ran the policy on them
-        and passes the stricter `new_requirements`, if any, which replace the old ones."""
+        and passes the stricter `new_requirements`, if any, which replace the old ones.
+        `remember`: a grant this approval makes, written in the same transaction."""
         if verdict not in ("approve", "deny", "request_changes"):
             raise BadInput(f"unknown verdict `{verdict}`")
         if args is not None and verdict != "approve":
@@ -215,9 +230,13 @@ class LifecycleStore(StoreBase):
         if args is not None and redact_paths:
             args = redact({"args": args}, compile_paths(redact_paths))["args"]
         with self._write(pipelined=True) as tx:
-            return self._vote(tx, request_id, reviewer=reviewer, verdict=verdict, note=note,
+            done = self._vote(tx, request_id, reviewer=reviewer, verdict=verdict, note=note,
                               args=args, version=version, new_requirements=new_requirements,
                               confirmed=confirmed)
+            if remember is not None and verdict == "approve":  # approve and remember
+                grants.insert(tx, remember, agent=done.agent, action=done.action_name,
+                              reviewer=reviewer, request_id=request_id)
+            return done
 
     def vote_batch(
         self,
@@ -311,6 +330,7 @@ class LifecycleStore(StoreBase):
             )
             if to is State.DENIED:
                 self._count(tx, row["agent"], denials=1)
+                levels.step(tx, self.autonomy, row["agent"], "denied", request_id=request_id)
             return to_request(row)
         values: dict[str, Any] = {}
         if args is not None:
@@ -346,6 +366,9 @@ class LifecycleStore(StoreBase):
             row = self._transition(tx, row, State.APPROVED, actor=actor, values=values)
             edited = bool(row["edited"])
             self._count(tx, row["agent"], approvals=1, clean_approvals=0 if edited else 1)
+            if not edited:
+                levels.step(tx, self.autonomy, row["agent"], "clean_approval",
+                              request_id=request_id)
         else:
             row = self._bump(tx, row, actor=actor, event=event, data=data, values=values)
         return to_request(row)
@@ -500,6 +523,8 @@ class LifecycleStore(StoreBase):
                 )
         elif row["decision"] == "require_approval":
             self._count(tx, row["agent"], failures_after_approval=1)
+            levels.step(tx, self.autonomy, row["agent"], "failed_after_approval",
+                          request_id=row["id"])
 
     def cancel(self, request_id: str, *, agent: str, reason: str | None = None) -> Request:
         """The agent withdraws a request it has not claimed."""
