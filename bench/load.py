@@ -100,7 +100,10 @@ class Load:
 
     def __init__(self, urls: list[str], agent_tokens: list[str], reviewer_token: str,
                  counts: Counts) -> None:
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        # Idle connections are dropped before uvicorn's 5 s keep-alive closes them, so a
+        # request never races the server's close on a reused connection.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None,
+                              keepalive_expiry=2.0)
         self.http = httpx.AsyncClient(timeout=WAIT + 15.0, limits=limits)
         self.urls, self.agents, self.reviewer = urls, agent_tokens, reviewer_token
         self.counts = counts
