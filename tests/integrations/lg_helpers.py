@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from langchain.agents import create_agent
@@ -11,12 +10,10 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
+from review_desk import RITA, Desk  # noqa: F401  (the tests import them from here)
 
 from interlock import Gate
-from interlock.gateway import Gateway, Principal
 from interlock.integrations.langgraph import InterlockMiddleware
-from interlock.policy import load_policy
-from interlock.store import Request, State, open_store
 
 POLICY = """\
 version: 1
@@ -32,30 +29,8 @@ rules:
     decision: deny
 """
 
-RITA = Principal(role="reviewer", name="rita", groups=("finance",))
 
 
-class Desk:
-    """The reviewers' side: a gateway on the same database, as `interlock serve` would be."""
-
-    def __init__(self, policy: Path, db: str) -> None:
-        self.store = open_store(db)
-        self.gateway = Gateway(load_policy(policy), self.store)
-
-    def get(self, request_id: str) -> Request:
-        return self.store.get(request_id)
-
-    def pending(self) -> list[str]:
-        return [r.id for r in self.store.list_requests(state=State.PENDING)]
-
-    def approve(self, request_id: str, args: dict[str, Any] | None = None) -> None:
-        self.gateway.decide(request_id, RITA, "approve", note="ok", args=args)
-
-    def deny(self, request_id: str, reason: str) -> None:
-        self.gateway.decide(request_id, RITA, "deny", note=reason)
-
-    def close(self) -> None:
-        self.store.close()
 
 
 class ToolCallingFake(GenericFakeChatModel):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 from pydantic_ai.messages import (
     ModelMessage,
@@ -15,10 +13,7 @@ from pydantic_ai.messages import (
     ToolReturnPart,
 )
 from pydantic_ai.models.function import AgentInfo, FunctionModel
-
-from interlock.gateway import Gateway, Principal
-from interlock.policy import load_policy
-from interlock.store import Request, open_store
+from review_desk import RITA, Desk  # noqa: F401  (the tests import them from here)
 
 POLICY = """\
 version: 1
@@ -34,27 +29,8 @@ rules:
     decision: deny
 """
 
-RITA = Principal(role="reviewer", name="rita", groups=("finance",))
 
 
-class Desk:
-    """The reviewers' side: a gateway on the same database, as `interlock serve` would be."""
-
-    def __init__(self, policy: Path, db: str) -> None:
-        self.store = open_store(db)
-        self.gateway = Gateway(load_policy(policy), self.store)
-
-    def get(self, request_id: str) -> Request:
-        return self.store.get(request_id)
-
-    def approve(self, request_id: str, args: dict[str, Any] | None = None) -> None:
-        self.gateway.decide(request_id, RITA, "approve", note="ok", args=args)
-
-    def deny(self, request_id: str, reason: str) -> None:
-        self.gateway.decide(request_id, RITA, "deny", note=reason)
-
-    def close(self) -> None:
-        self.store.close()
 
 
 def scripted(*calls: ToolCallPart) -> FunctionModel:
