@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
 from notify_helpers import BOT, Receiver
 
 from interlock.clock import FakeClock
 from interlock.gateway import Gateway, Principal
 from interlock.notify import Dispatcher, parse_config, verify
+from interlock.notify.deliveries import DUE, NEXT_DUE
 from interlock.notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from interlock.store import State
+from interlock.store import State, Store
+from interlock.store import schema as t
 
 SECRET = "s3cret-for-tests"
 
@@ -185,3 +189,44 @@ def test_old_events_are_not_announced_on_a_first_start(
     d, _ = dispatcher(gateway, clock, [hook(receiver)], max_age="1m")
     assert d.drain() == 0
     assert receiver.got == []
+
+
+def test_deliveries_are_rows_of_the_store_outbox(
+    gateway: Gateway, clock: FakeClock, receiver: Receiver
+) -> None:
+    d, _ = dispatcher(gateway, clock, [hook(receiver)])
+    rid = gateway.submit({"action": "task.restart"}, BOT).request.id
+    d.drain()
+    o = t.outbox.c
+    with gateway.store.engine.connect() as conn:
+        rows = conn.execute(sa.select(o.event, o.target, o.kind, o.status, o.payload)).all()
+        position = conn.execute(sa.select(t.outbox_cursor.c.seq)).scalar_one()
+        tables = set(sa.inspect(conn).get_table_names())
+    [(event, target, kind, status, payload)] = rows
+    assert (target, kind, status) == ("hook", "approval_needed", "delivered")
+    assert json.loads(payload)["request_id"] == rid and event == json.loads(payload)["id"]
+    assert position == list(gateway.store.audit_entries())[-1].seq
+    assert not tables & {"notify_deliveries", "notify_cursor"}
+
+
+def test_a_position_set_back_sends_nothing_twice(
+    gateway: Gateway, clock: FakeClock, receiver: Receiver
+) -> None:
+    d, _ = dispatcher(gateway, clock, [hook(receiver)])
+    gateway.submit({"action": "task.restart"}, BOT)
+    assert d.drain() == 1
+    with gateway.store.engine.begin() as conn:
+        conn.execute(t.outbox_cursor.update().values(seq=0))
+    assert d.drain() == 0
+    assert len(receiver.at("/hook")) == 1
+    assert d.ledger.position() == list(gateway.store.audit_entries())[-1].seq
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+def test_the_poll_searches_only_queued_rows(store: Store) -> None:
+    for query in (DUE.params(now=5.0, limit=50), NEXT_DUE):
+        sql = str(query.compile(dialect=store.engine.dialect,
+                                compile_kwargs={"literal_binds": True}))
+        with store.engine.connect() as conn:
+            plan = [str(row[3]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+        assert plan == [plan[0]] and "USING INDEX ix_outbox_queued" in plan[0], plan

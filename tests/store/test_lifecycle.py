@@ -226,12 +226,3 @@ def test_require_approval_needs_requirements(store: Store) -> None:
     res = dataclasses.replace(result(Decision.ALLOW), decision=Decision.REQUIRE_APPROVAL)
     with pytest.raises(BadInput):
         store.submit(agent=AGENT, action={"action": "x"}, result=res)
-
-
-def test_outbox_written_with_each_change(store: Store) -> None:
-    r = approved(store)
-    items = store.outbox_pending()
-    assert [(i.kind, i.payload["state"]) for i in items if i.payload["id"] == r.id] == [
-        ("request.state", "pending"), ("request.state", "approved")]
-    store.outbox_done([i.id for i in items])
-    assert store.outbox_pending() == []

@@ -10,7 +10,7 @@ from store_helpers import LEAD, result, submit
 from store_support import DB
 
 from interlock.cli import main
-from interlock.errors import Conflict, NotFound
+from interlock.errors import BadInput, Conflict, NotFound
 from interlock.policy.records import Decision, Level
 from interlock.store import SchemaOutdated, SchemaTooNew, State, Store
 from interlock.store.migrate import head
@@ -34,8 +34,10 @@ def test_older_schema_waits_for_upgrade(
 ) -> None:
     from interlock.store import migrate
 
-    monkeypatch.setattr(migrate, "head", lambda: "0002")
-    monkeypatch.setattr(migrate, "known", lambda: {"0001", "0002"})
+    newer = f"{int(head()) + 1:04d}"  # a revision this interlock would know, one ahead
+    known = migrate.known()
+    monkeypatch.setattr(migrate, "head", lambda: newer)
+    monkeypatch.setattr(migrate, "known", lambda: {*known, newer})
     with pytest.raises(SchemaOutdated) as err:
         db.open()
     assert "interlock db upgrade" in err.value.message
@@ -74,6 +76,8 @@ def test_tokens(store: Store) -> None:
         stored = conn.exec_driver_sql("SELECT secret_hash FROM tokens").scalar_one()
     assert secret not in stored
     assert [e.event for e in store.audit_entries()] == ["token.created", "token.revoked"]
+    with pytest.raises(BadInput, match="interlock's own agent"):
+        store.create_token(kind="agent", name="interlock", actor="admin:root")
 
 
 def test_pause_agents_and_annotations(store: Store) -> None:
@@ -171,6 +175,7 @@ def test_public_names_are_complete_and_sorted() -> None:
     # ruff (RUF022) keeps __all__ sorted; here: no duplicates, and every name resolves
     assert len(set(store_pkg.__all__)) == len(store_pkg.__all__)
     assert all(hasattr(store_pkg, n) for n in store_pkg.__all__)
-    records = {"Agent", "Annotation", "AuditEntry", "Claim", "OutboxItem", "Request", "Reviewer",
-               "State", "Store", "SweepReport", "Token", "VerifyReport", "Vote"}
+    records = {"Admission", "Agent", "AgentPaused", "Annotation", "AuditEntry", "Claim",
+               "Request", "Reviewer", "State", "Store", "SweepReport", "Token", "VerifyReport",
+               "Vote"}
     assert records <= set(store_pkg.__all__) and records <= set(exported)

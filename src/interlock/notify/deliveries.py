@@ -1,7 +1,9 @@
-"""Durable delivery records: one row per (event, target), and the audit position read up to.
+"""The dispatcher's side of the store's outbox: one row per (event, target), and the position
+in the audit trail read up to.
 
-The rows for an event and the new read position commit together, guarded by compare-and-set
-on the position, so each event is queued once per target even with several servers running.
+The rows for a batch of events and the new position commit together, guarded by
+compare-and-set on the position, so each event is queued once per target even with several
+servers running; a compare-and-set on each row lets exactly one server send it.
 """
 
 from __future__ import annotations
@@ -14,35 +16,20 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from interlock.errors import StoreUnavailable
+from interlock.notify.notice import Notice
 from interlock.store import Store
+from interlock.store import schema as t
 
 DeliveryStatus = Literal["queued", "sending", "delivered", "failed"]
 
-metadata = sa.MetaData()
+_o = t.outbox.c
 
-deliveries = sa.Table(
-    "notify_deliveries",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("event", sa.String(64), nullable=False),
-    sa.Column("target", sa.String(200), nullable=False),
-    sa.Column("notice", sa.Text, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("next_at", sa.Float, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("delivered_at", sa.Float, nullable=True),
-    sa.Column("error", sa.Text, nullable=True),
-    sa.UniqueConstraint("event", "target", name="uq_notify_deliveries_event_target"),
-    sa.Index("ix_notify_deliveries_due", "status", "next_at"),
-)
-
-cursor = sa.Table(
-    "notify_cursor",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("seq", sa.Integer, nullable=False),
-)
+#: The poll's two reads: both only search the index of queued rows, however many delivered
+#: rows the outbox has kept.
+DUE = (sa.select(t.outbox).where(t.OUTBOX_QUEUED, _o.next_at <= sa.bindparam("now", type_=sa.Float))
+       .order_by(_o.next_at, _o.id).limit(sa.bindparam("limit", type_=sa.Integer)))
+NEXT_DUE = sa.select(sa.func.min(_o.next_at)).where(t.OUTBOX_QUEUED)
 
 
 class CursorMoved(Exception):
@@ -74,73 +61,74 @@ class Delivery:
 
 
 class Ledger:
-    """Reads and writes the delivery tables in the store's database."""
+    """Reads and writes the dispatcher's rows of the outbox, in the store's database."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        metadata.create_all(store.engine, checkfirst=True)
+        self._insert = store.backend.insert_ignore(t.outbox)
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        # marked as a read, so SQLite does not take the write lock for a poll
+        with self.store.engine.connect().execution_options(interlock_read=True) as conn:
+            yield conn
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
         with self.store.backend.write_lock(), self.store.engine.begin() as conn:
             yield conn
 
-    def position(self) -> int | None:
-        """The audit sequence number read up to; None before the first read."""
-        with self.store.engine.connect() as conn:
-            row = conn.execute(sa.select(cursor.c.seq).where(cursor.c.id == 1)).first()
-        return None if row is None else int(row.seq)
+    def position(self) -> int:
+        """The audit sequence number read up to (0 before the first read)."""
+        with self._read() as conn:
+            seq = conn.execute(sa.select(t.outbox_cursor.c.seq)
+                               .where(t.outbox_cursor.c.id == 1)).scalar()
+        if seq is None:
+            raise StoreUnavailable("the outbox has lost its read position (`outbox_cursor` "
+                                   "row 1, written by `interlock db upgrade`)")
+        return int(seq)
 
-    def queue(self, old: int | None, new: int, rows: Sequence[tuple[str, str, dict[str, Any]]],
-              now: float) -> None:
-        """Queue `(event, target, notice)` rows and move the position from `old` to `new`,
-        in one transaction; raises CursorMoved if another dispatcher moved it first."""
-        try:
-            with self._write() as conn:
-                if old is None:
-                    conn.execute(cursor.insert().values(id=1, seq=new))
-                elif conn.execute(cursor.update().where(cursor.c.id == 1, cursor.c.seq == old)
-                                  .values(seq=new)).rowcount != 1:
-                    raise CursorMoved()
-                if rows:
-                    conn.execute(deliveries.insert(), [
-                        {"event": event, "target": target, "notice": json.dumps(notice),
-                         "status": "queued", "attempts": 0, "next_at": now, "created_at": now}
-                        for event, target, notice in rows
-                    ])
-        except sa.exc.IntegrityError:
-            # the position row or one of these deliveries exists: another dispatcher won
-            raise CursorMoved() from None
+    def queue(self, old: int, new: int, rows: Sequence[tuple[Notice, str]], now: float) -> None:
+        """Queue `(notice, target)` rows and move the position from `old` to `new`, in one
+        transaction; raises CursorMoved if another dispatcher moved it first."""
+        c = t.outbox_cursor.c
+        with self._write() as conn:
+            if conn.execute(t.outbox_cursor.update().where(c.id == 1, c.seq == old)
+                            .values(seq=new)).rowcount != 1:
+                raise CursorMoved()
+            if rows:
+                # a row that exists already stays as it is: a target hears of an event once,
+                # even if the position was ever set back
+                conn.execute(self._insert, [
+                    {"event": notice.id, "target": target, "kind": notice.kind,
+                     "payload": json.dumps(notice.to_json()), "status": "queued",
+                     "attempts": 0, "next_at": now, "created_at": now}
+                    for notice, target in rows
+                ])
 
     def due(self, now: float, *, limit: int = 50) -> list[Delivery]:
-        """Queued deliveries whose next attempt is due, oldest first."""
-        d = deliveries.c
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(deliveries).where(d.status == "queued",
-                                                            d.next_at <= now)
-                                .order_by(d.id).limit(limit)).mappings().all()
+        """Queued deliveries whose next attempt is due, the longest due first."""
+        with self._read() as conn:
+            rows = conn.execute(DUE, {"now": now, "limit": limit}).mappings().all()
         return [_delivery(r) for r in rows]
 
     def next_due(self) -> float | None:
         """When the earliest queued delivery is due; None when nothing is queued."""
-        d = deliveries.c
-        with self.store.engine.connect() as conn:
-            value = conn.execute(sa.select(sa.func.min(d.next_at))
-                                 .where(d.status == "queued")).scalar()
+        with self._read() as conn:
+            value = conn.execute(NEXT_DUE).scalar()
         return None if value is None else float(value)
 
     def take(self, item: Delivery) -> bool:
         """Mark a delivery as being sent, if nobody took it since it was read (CAS)."""
-        d = deliveries.c
         with self._write() as conn:
             return bool(conn.execute(
-                deliveries.update().where(d.id == item.id, d.status == "queued",
-                                          d.attempts == item.attempts)
+                t.outbox.update().where(_o.id == item.id, _o.status == "queued",
+                                        _o.attempts == item.attempts)
                 .values(status="sending", attempts=item.attempts + 1)).rowcount == 1)
 
     def delivered(self, item_id: int, now: float) -> None:
         with self._write() as conn:
-            conn.execute(deliveries.update().where(deliveries.c.id == item_id)
+            conn.execute(t.outbox.update().where(_o.id == item_id)
                          .values(status="delivered", delivered_at=now, error=None))
 
     def failed(self, item_id: int, error: str, retry_at: float | None) -> None:
@@ -151,17 +139,17 @@ class Ledger:
         else:
             values.update(status="queued", next_at=retry_at)
         with self._write() as conn:
-            conn.execute(deliveries.update().where(deliveries.c.id == item_id).values(**values))
+            conn.execute(t.outbox.update().where(_o.id == item_id).values(**values))
 
     def all(self) -> list[Delivery]:
         """Every delivery, oldest first (for tests and `interlock` diagnostics)."""
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(deliveries).order_by(deliveries.c.id)).mappings()
+        with self._read() as conn:
+            rows = conn.execute(sa.select(t.outbox).order_by(_o.id)).mappings()
             return [_delivery(r) for r in rows]
 
 
 def _delivery(r: Any) -> Delivery:
     return Delivery(id=r["id"], event=r["event"], target=r["target"],
-                    notice=json.loads(r["notice"]), status=r["status"],
+                    notice=json.loads(r["payload"]), status=r["status"],
                     attempts=r["attempts"], next_at=r["next_at"],
                     delivered_at=r["delivered_at"], error=r["error"])

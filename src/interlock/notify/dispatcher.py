@@ -1,4 +1,5 @@
-"""The dispatcher: reads committed audit entries, queues a notice per target, delivers with backoff.
+"""The dispatcher: reads committed audit entries, queues a notice per target in the store's
+outbox, and delivers with backoff.
 
 An event is read only after its transaction committed; its deliveries are queued once per
 target and attempted until one succeeds, so each target hears of each event at most once.
@@ -36,7 +37,7 @@ EVENTS: dict[str, NoticeKind] = {
 
 
 class Dispatcher:
-    """Turns audit entries into deliveries and sends them; one thread per server."""
+    """Turns audit entries into outbox deliveries and sends them; one thread per server."""
 
     def __init__(
         self,
@@ -65,17 +66,17 @@ class Dispatcher:
     # -- reading events ----------------------------------------------------------------
 
     def collect(self, *, limit: int = 500) -> int:
-        """Read audit entries after the stored position; queue their deliveries. Returns how
-        many deliveries were queued (0 if another dispatcher read the same entries first)."""
+        """Read audit entries after the stored position; queue their deliveries in the
+        outbox. Returns how many deliveries were queued (0 if another dispatcher read the
+        same entries first)."""
         old = self.ledger.position()
-        entries = list(self.store.audit_entries(after=old or 0, limit=limit))
+        entries = list(self.store.audit_entries(after=old, limit=limit))
         if not entries:
             return 0
-        rows: list[tuple[str, str, dict[str, Any]]] = []
+        rows: list[tuple[Notice, str]] = []
         for entry in entries:
             for notice in self.notices(entry):
-                data = notice.to_json()
-                rows.extend((notice.id, t.name, data) for t in self.config.targets
+                rows.extend((notice, t.name) for t in self.config.targets
                             if t.wants(notice.approvers))
         try:
             self.ledger.queue(old, entries[-1].seq, rows, self.clock.now())

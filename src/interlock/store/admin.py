@@ -1,4 +1,4 @@
-"""The rest of what the store keeps: votes read back, annotations, agents, tokens, pauses, outbox.
+"""The rest of what the store keeps: votes read back, annotations, agents, tokens, pauses.
 
 `Store` is the full contract the gateway, server and CLI call; every write here is audited.
 """
@@ -25,7 +25,6 @@ from interlock.store.records import (
     FINAL,
     Agent,
     Annotation,
-    OutboxItem,
     Rating,
     Reviewer,
     ReviewVerdict,
@@ -43,7 +42,9 @@ def hash_secret(secret: str) -> str:
 
 
 class Store(SweepingStore):
-    """Durable requests, votes, audit trail, agents, tokens, annotations and outbox."""
+    """Durable requests, votes, audit trail, agents, tokens and annotations.
+
+    The outbox's rows are the notification dispatcher's (`interlock.notify.deliveries`)."""
 
     # -- votes and annotations --------------------------------------------------------
 
@@ -240,6 +241,11 @@ class Store(SweepingStore):
         """A new token and its secret; only the secret's sha256 is kept."""
         if kind not in ("agent", "reviewer", "admin"):
             raise BadInput(f"a token is for an agent, a reviewer or an admin, not `{kind}`")
+        if kind == "agent" and name == levels.INTERLOCK_AGENT:
+            # the built-in agent whose requests are changes to interlock itself: a token in
+            # its name could claim them (an approved token issuance, a level change)
+            raise BadInput("`interlock` is the name of interlock's own agent; choose another",
+                           code="reserved_name")
         secret = "il_" + secrets.token_urlsafe(32)
         with self._write() as tx:
             token = Token(id=new_id(tx.now), kind=kind, name=name, groups=tuple(groups),
@@ -307,33 +313,6 @@ class Store(SweepingStore):
             r = conn.execute(sa.select(t.pauses.c.reason).where(
                 t.pauses.c.scope.in_([agent, "*"])).order_by(t.pauses.c.scope.desc())).first()
         return None if r is None else str(r.reason)
-
-    # -- outbox ---------------------------------------------------------------------------
-
-    def outbox_pending(self, *, limit: int = 100) -> list[OutboxItem]:
-        """Undelivered side effects, oldest first."""
-        o = t.outbox.c
-        with self._read() as conn:
-            return [
-                OutboxItem(id=r["id"], kind=r["kind"], payload=json.loads(r["payload"]),
-                           created_at=r["created_at"], attempts=r["attempts"])
-                for r in conn.execute(sa.select(t.outbox).where(o.delivered_at.is_(None))
-                                      .order_by(o.id).limit(limit)).mappings()
-            ]
-
-    def outbox_done(self, ids: Sequence[int]) -> None:
-        """Mark side effects delivered."""
-        if not ids:
-            return
-        with self.backend.write_lock(), self.engine.begin() as conn:
-            conn.execute(t.outbox.update().where(t.outbox.c.id.in_(list(ids)))
-                         .values(delivered_at=self.clock.now()))
-
-    def outbox_failed(self, item_id: int) -> None:
-        """Count a failed delivery attempt."""
-        with self.backend.write_lock(), self.engine.begin() as conn:
-            conn.execute(t.outbox.update().where(t.outbox.c.id == item_id)
-                         .values(attempts=t.outbox.c.attempts + 1))
 
 
 def _agent(r: dict[str, Any]) -> Agent:

@@ -22,6 +22,8 @@ class Backend(Protocol):
     migration_lock: str | None
     pipeline: bool
     append: Any
+    single_writer: bool
+    """One writer per process at a time, so the store keeps one connection for writes."""
 
     def create_engine(
         self, url: str, connect_args: dict[str, Any] | None = None

@@ -1,17 +1,18 @@
 """The store's machinery: opening a database, write transactions, the one transition function.
 
 Every write runs in `_write()`, which appends the transaction's audit entries to the chain
-and its outbox rows before commit; `_transition` is the only code that changes a state.
+before commit; `_transition` is the only code that changes a state.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,8 @@ class Statements:
         self.dialect = dialect
         self._cache: dict[tuple[Any, tuple[str, ...]], tuple[str, tuple[str, ...] | None,
                                                               dict[str, Any]]] = {}
+        self._checked: dict[tuple[Any, tuple[str, ...]], tuple[str, tuple[str, ...] | None,
+                                                                dict[str, Any]]] = {}
 
     def get(
         self, stmt: Any, keys: tuple[str, ...]
@@ -88,10 +91,22 @@ class Statements:
             self._cache[(stmt, keys)] = hit
         return hit
 
+    def checked(
+        self, stmt: Any, keys: tuple[str, ...]
+    ) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+        """An UPDATE that fails (division by zero) unless it changed exactly one row: a
+        compare-and-set whose miss must abort the transaction before a queued COMMIT."""
+        hit = self._checked.get((stmt, keys))
+        if hit is None:
+            sql, order, base = self.get(stmt.returning(sa.literal_column("1")), keys)
+            hit = (f"WITH cas AS ({sql}) SELECT 1 / count(*) FROM cas", order, base)
+            self._checked[(stmt, keys)] = hit
+        return hit
+
 
 @dataclass(kw_only=True)
 class Tx:
-    """One write transaction: its connection, its time, and what it will announce."""
+    """One write transaction: its connection, its time, and what it will audit."""
 
     conn: sa.Connection
     """The connection, inside BEGIN (IMMEDIATE on SQLite)."""
@@ -107,8 +122,6 @@ class Tx:
     """Deferred updates, with the error to raise if one does not change exactly one row."""
     entries: list[chain.Pending] = field(default_factory=list)
     """Audit entries, chained at commit."""
-    outbox: list[dict[str, Any]] = field(default_factory=list)
-    """Outbox rows, inserted at commit."""
 
     def audit(
         self,
@@ -132,19 +145,23 @@ class Tx:
     ) -> Any:
         """Execute a Core statement (one parameter set, or many) on the driver's cursor."""
         many = isinstance(params, list)
-        sets = params if isinstance(params, list) else [params]
-        sql, order, base = self.statements.get(stmt, tuple(sorted(sets[0])))
-        if cursor is None and self.cursor is None:
-            self.cursor = self.conn.connection.cursor()
-        cur = cursor if cursor is not None else self.cursor
-        args: list[Any] = [{**base, **p} for p in sets]
-        if order is not None:
-            args = [tuple(a[name] for name in order) for a in args]  # qmark drivers
+        first = params[0] if isinstance(params, list) else params
+        sql, order, base = self.statements.get(stmt, tuple(first))
+        if cursor is None:
+            if self.cursor is None:
+                self.cursor = self.conn.connection.cursor()
+            cursor = self.cursor
+        sets: list[dict[str, Any]] = params if isinstance(params, list) else [params]
+        if base:
+            sets = [{**base, **p} for p in sets]
+        args: list[Any] = sets if order is None else [
+            tuple(a[name] for name in order) for a in sets  # qmark drivers
+        ]
         if many:
-            cur.executemany(sql, args)
+            cursor.executemany(sql, args)
         else:
-            cur.execute(sql, args[0])
-        return cur
+            cursor.execute(sql, args[0])
+        return cursor
 
     def later(self, stmt: Any, params: dict[str, Any], miss: Exception | None) -> None:
         """An update whose result is needed only before commit: `miss` is raised unless it
@@ -165,11 +182,6 @@ class Tx:
         cur.fetchall()
         return dict(zip(names, row, strict=True))
 
-    def announce(self, kind: str, payload: dict[str, Any]) -> None:
-        """Queue an outbox row for the dispatcher, delivered only after commit."""
-        self.outbox.append(
-            {"kind": kind, "payload": dumps(payload), "created_at": self.now, "attempts": 0}
-        )
 
 
 # Statements built once: values travel as parameters, so each call reuses the compiled form.
@@ -187,7 +199,6 @@ _HEAD = (
 )
 _SET_HEAD = t.audit_head.update().where(t.audit_head.c.id == 1)
 _INSERT_AUDIT = t.audit.insert()
-_INSERT_OUTBOX = t.outbox.insert()
 _INSERT_REQUEST = t.requests.insert()
 
 
@@ -208,6 +219,9 @@ class StoreBase:
         self.engine = self.backend.create_engine(url, connect_args)
         self._statements = Statements(self.engine.dialect)
         self._built: dict[str, Any] = {}
+        self._writer: sa.Connection | None = None
+        #: PostgreSQL's pipelined writes send their own BEGIN and COMMIT.
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         try:
             migrate.ensure(self.engine, self.backend, auto_upgrade=auto_upgrade)
         except sa.exc.DBAPIError as exc:
@@ -220,33 +234,107 @@ class StoreBase:
             raise
 
     def close(self) -> None:
-        """Release every pooled connection."""
+        """Release the writer's connection and every pooled one."""
+        with self.backend.write_lock():
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
         self.engine.dispose()
 
     # -- transactions ---------------------------------------------------------------
 
     @contextmanager
     def _write(self, *, pipelined: bool = False) -> Iterator[Tx]:
-        """A write transaction that chains its audit entries and outbox rows before commit.
+        """A write transaction that chains its audit entries before commit.
 
         `pipelined` (for code that reads results only through `Tx.run`/`fetch_row` and never
         needs a rowcount at once): on PostgreSQL the statements are pipelined, so the
         transaction costs a round trip per result it waits for, not one per statement."""
-        with self.backend.write_lock(), self.engine.begin() as conn:
+        if pipelined and self.backend.pipeline:
+            with self._write_pipelined() as tx:
+                yield tx
+            return
+        with self.backend.write_lock(), self._begin_write() as conn:
             tx = Tx(conn=conn, now=self.clock.now(), statements=self._statements,
                     pipeline=self.backend.pipeline)
-            pipe: AbstractContextManager[Any] = nullcontext()
-            if pipelined and self.backend.pipeline:
-                driver = conn.connection.driver_connection
-                assert driver is not None
-                pipe = driver.pipeline()
             try:
-                with pipe:
-                    yield tx
-                    self._flush(tx)
+                yield tx
+                self._flush(tx)
             finally:
                 if tx.cursor is not None:
                     tx.cursor.close()
+
+    @contextmanager
+    def _write_pipelined(self) -> Iterator[Tx]:
+        """PostgreSQL: BEGIN, the statements, the audit append and COMMIT in one pipeline,
+        so a transaction that reads nothing is one round trip, and the chain head, locked by
+        the append, is released by a COMMIT already queued behind it instead of one a round
+        trip later. The connection is in autocommit mode at the driver, so BEGIN and COMMIT
+        are statements of ours that psycopg queues like any other.
+
+        A compare-and-set that matches no row fails inside the database (`1 / count(*)`),
+        which aborts the transaction before its COMMIT runs."""
+        from psycopg import errors as psycopg_errors
+        from psycopg.pq import TransactionStatus
+
+        with self._autocommit.connect() as conn:
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            tx = Tx(conn=conn, now=self.clock.now(), statements=self._statements, pipeline=True)
+            tx.cursor = driver.cursor()
+            try:
+                try:
+                    with driver.pipeline():  # its exit sends the one Sync
+                        tx.cursor.execute(b"BEGIN")
+                        yield tx
+                        self._flush_pipelined(tx)
+                except psycopg_errors.DivisionByZero:
+                    misses = [miss for _s, _p, miss in tx.deferred if miss is not None]
+                    if len(misses) == 1:
+                        raise misses[0] from None
+                    raise Conflict("a request changed meanwhile; reload it and try again",
+                                   code="state_changed") from None
+            except BaseException:
+                if driver.info.transaction_status != TransactionStatus.IDLE:
+                    with suppress(Exception):
+                        driver.execute(b"ROLLBACK")
+                raise
+            finally:
+                tx.cursor.close()
+
+    def _flush_pipelined(self, tx: Tx) -> None:
+        for stmt, params, _miss in tx.deferred:
+            sql, _order, base = tx.statements.checked(stmt, tuple(params))
+            tx.cursor.execute(sql, {**base, **params} if base else params)
+        if tx.entries:
+            tx.run(self.backend.append, {
+                "events": [e.event for e in tx.entries],
+                "request_ids": [e.request_id for e in tx.entries],
+                "bodies": chain.bodies(tx.entries),
+            })
+        tx.cursor.execute(b"COMMIT")
+
+    @contextmanager
+    def _begin_write(self) -> Iterator[sa.Connection]:
+        """A write transaction's connection. Where the backend has a single writer (SQLite),
+        one connection is kept for all writes, taken under the write lock: no pool checkout,
+        reset or return per transaction."""
+        if not self.backend.single_writer:
+            with self.engine.begin() as pooled:
+                yield pooled
+            return
+        kept = self._writer
+        if kept is None or kept.closed or kept.invalidated:
+            kept = self._writer = self.engine.connect()
+        conn: sa.Connection = kept
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException:
+            if conn.invalidated:
+                conn.close()
+                self._writer = None
+            raise
 
     def _statement(self, name: str, build: Callable[[], Any]) -> Any:
         """A backend-specific statement, built once per store."""
@@ -276,8 +364,6 @@ class StoreBase:
             rows = chain.chain(int(head["seq"]), head["hash"], tx.entries)
             writes.append((_INSERT_AUDIT, rows))
             writes.append((_SET_HEAD, {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]}))
-        if tx.outbox:
-            writes.append((_INSERT_OUTBOX, tx.outbox))
         if not tx.deferred and not self.backend.pipeline:
             for stmt, params in writes:
                 tx.run(stmt, params)
@@ -325,7 +411,7 @@ class StoreBase:
         new_request: bool = False,
     ) -> Row:
         """Move a request to `to` if the chart allows it, by compare-and-set on its state
-        and version; audit and announce it in the same transaction. Returns the new row.
+        and version; audit it in the same transaction. Returns the new row.
 
         `new_request`: `row` is a request being submitted (state submitted, not yet stored);
         it is inserted directly in its first state, one write instead of two."""
@@ -347,10 +433,6 @@ class StoreBase:
             actor, f"state.{to.value}", {"from": current.value, "to": to.value, **(data or {})},
             request_id=rid, digest=new["digest"],
         )
-        tx.announce(
-            "request.state",
-            {"id": rid, "agent": row["agent"], "state": to.value, "version": new["version"]},
-        )
         return new
 
     def _bump(
@@ -362,11 +444,6 @@ class StoreBase:
         new.update(version=row["version"] + 1, updated_at=tx.now)
         self._cas(tx, row, new)
         tx.audit(actor, event, data, request_id=row["id"], digest=new["digest"])
-        tx.announce(
-            "request.updated",
-            {"id": row["id"], "agent": row["agent"], "state": row["state"],
-             "version": new["version"]},
-        )
         return new
 
     def _cas(self, tx: Tx, old: Row, new: Row) -> None:
@@ -406,14 +483,6 @@ class StoreBase:
             q = q.where(t.requests.c.id > after)
         with self._read() as conn:
             return [to_request(dict(r)) for r in conn.execute(q).mappings()]
-
-    def count_pending(self, agent: str) -> int:
-        """How many requests of an agent wait for people (for `limits.pending_per_agent`)."""
-        q = sa.select(sa.func.count()).select_from(t.requests).where(
-            t.requests.c.agent == agent, t.in_state(State.PENDING.value)
-        )
-        with self._read() as conn:
-            return int(conn.execute(q).scalar_one())
 
     # -- audit ---------------------------------------------------------------------
 
@@ -498,6 +567,10 @@ class StoreBase:
             conn.exec_driver_sql("SELECT 1")  # begin the read transaction
             cur = conn.connection.cursor()
             try:
+                if upto is not None and limit is None:
+                    # seq-range pages: each costs what it holds whatever the planner knows
+                    yield from chain.pages(cur, after=after, upto=upto, columns=columns)
+                    return
                 while remaining is None or remaining > 0:
                     n = size if remaining is None else min(size, remaining)
                     cur.execute(
@@ -516,9 +589,23 @@ class StoreBase:
 
     def export_jsonl(self) -> Iterator[str]:
         """The trail as JSON lines: each entry as hashed, with its prev_hash and hash."""
-        for batch in self._audit_batches():
+        for batch in self._audit_batches(upto=self.audit_head()[0]):
             for row in batch:
                 yield f'{{"entry":{row[1]},"hash":"{row[3]}","prev_hash":"{row[2]}"}}'
+
+
+# A policy result and its requirements are read-only once built, and the same few texts recur
+# (one per rule that gates), so each distinct text is parsed once.
+@functools.lru_cache(maxsize=512)
+def result_of(text: str) -> PolicyResult:
+    """The PolicyResult stored as `text`."""
+    return PolicyResult.from_json(json.loads(text))
+
+
+@functools.lru_cache(maxsize=512)
+def requirements_of(text: str) -> Requirements:
+    """The Requirements stored as `text`."""
+    return Requirements.from_json(json.loads(text))
 
 
 def to_request(row: Row) -> Request:
@@ -529,14 +616,14 @@ def to_request(row: Row) -> Request:
         id=row["id"],
         agent=row["agent"],
         action=json.loads(row["action"]),
-        result=PolicyResult.from_json(json.loads(row["result"])),
+        result=result_of(row["result"]),
         policy_hash=row["policy_hash"],
         state=State(row["state"]),
         version=row["version"],
         digest=row["digest"],
         risk=Risk(row["risk"]),
         decision=Decision(row["decision"]),
-        requirements=None if reqs is None else Requirements.from_json(json.loads(reqs)),
+        requirements=None if reqs is None else requirements_of(reqs),
         progress=json.loads(row["progress"]),
         final_args=json.loads(row["final_args"]),
         checkpoint=None if checkpoint is None else json.loads(checkpoint),

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from interlock.errors import BadInput, Conflict, Forbidden, Gone, NotFound
+from interlock.errors import BadInput, Conflict, Forbidden, Gone, NotFound, TooMany
 from interlock.policy.model import Autonomy
 from interlock.policy.records import PolicyResult, Requirements
 from interlock.policy.redact import compile_paths, redact
@@ -25,12 +25,15 @@ from interlock.store.core import (
     digest_of,
     dumps,
     new_id,
+    requirements_of,
     to_request,
 )
 from interlock.store.grants import Grant, NewGrant
 from interlock.store.records import (
     CLAIMABLE,
     DECISION_STATE,
+    Admission,
+    AgentPaused,
     Claim,
     Request,
     Reviewer,
@@ -73,14 +76,16 @@ class LifecycleStore(StoreBase):
         result: PolicyResult,
         redact_paths: Sequence[str] = (),
         grant: Grant | None = None,
+        admit: Admission | None = None,
     ) -> Request:
         """Store an action with the policy's result, masked by `redact_paths`, in the state its
         decision leads to. The same idempotency key with the same body returns the first
         request; with another body it is a Conflict `idempotency_conflict`.
 
         `grant`: the decision-memory grant that turned the result into `allow`; its use is
-        audited here, and GrantGone is raised if it was revoked or expired meanwhile."""
-        return self._submit(agent, action, result, redact_paths, None, grant)[0]
+        audited here, and GrantGone is raised if it was revoked or expired meanwhile.
+        `admit`: the pending limit and pause checks, made in the same transaction."""
+        return self._submit(agent, action, result, redact_paths, None, grant, admit)[0]
 
     def submit_claimed(
         self,
@@ -91,13 +96,14 @@ class LifecycleStore(StoreBase):
         lease: float,
         redact_paths: Sequence[str] = (),
         grant: Grant | None = None,
+        admit: Admission | None = None,
     ) -> tuple[Request, Claim | None]:
         """`submit`, and when the decision lets the action run at once (allow / notify),
         claim it in the same transaction: one commit instead of two for the common case.
 
         The claim is returned only when this call created and claimed the request; an
         idempotent replay returns the first request and no claim, so nothing runs twice."""
-        return self._submit(agent, action, result, redact_paths, lease, grant)
+        return self._submit(agent, action, result, redact_paths, lease, grant, admit)
 
     def _submit(
         self,
@@ -107,6 +113,7 @@ class LifecycleStore(StoreBase):
         redact_paths: Sequence[str],
         lease: float | None,
         grant: Grant | None = None,
+        admit: Admission | None = None,
     ) -> tuple[Request, Claim | None]:
         masked = redact(action, compile_paths(redact_paths)) if redact_paths else dict(action)
         checkpoint = masked.pop("checkpoint", None)
@@ -132,6 +139,8 @@ class LifecycleStore(StoreBase):
                             code="idempotency_conflict",
                         )
                     return to_request(existing), None
+            if admit is not None:
+                _admit(tx, agent, admit)
             revision_of = _opt_str(stored, "revision_of")
             if revision_of is not None:
                 prior = self._load(tx, revision_of, lock=False)
@@ -308,7 +317,7 @@ class LifecycleStore(StoreBase):
                 f"request `{request_id}` is {row['state']}: it no longer takes votes",
                 code="not_pending",
             )
-        reqs = Requirements.from_json(json.loads(row["requirements"]))
+        reqs = requirements_of(row["requirements"])
         progress = json.loads(row["progress"])
         stages = quorum.allowed_stages(reqs, progress, reviewer)
         if not stages:
@@ -424,7 +433,7 @@ class LifecycleStore(StoreBase):
             if row["state"] != State.PENDING.value:
                 raise Conflict(f"request `{request_id}` is {row['state']}: only a pending "
                                "request can be delegated", code="not_pending")
-            reqs = Requirements.from_json(json.loads(row["requirements"]))
+            reqs = requirements_of(row["requirements"])
             progress = json.loads(row["progress"])
             stages = quorum.allowed_stages(reqs, progress, reviewer)
             if not stages:
@@ -450,7 +459,7 @@ class LifecycleStore(StoreBase):
             state = State(row["state"])
             ttl = row["ttl_expires_at"]
             if state is State.APPROVED and ttl is not None and tx.now >= ttl:
-                reqs = Requirements.from_json(json.loads(row["requirements"]))
+                reqs = requirements_of(row["requirements"])
                 progress = json.loads(row["progress"])
                 reopened = quorum.reopen_last(reqs, progress, tx.now)
                 self._transition(
@@ -582,3 +591,32 @@ def _outcome_state(status: str) -> State:
     if status == "failed":
         return State.FAILED
     raise BadInput(f"an outcome is `succeeded` or `failed`, not `{status}`")
+
+
+# One round trip for both admission checks: the agent's own pause before everyone's
+# ('*' sorts first, so descending puts the agent's), and its pending count (partial index).
+_ADMIT = sa.select(
+    sa.select(t.pauses.c.reason)
+    .where(t.pauses.c.scope.in_([sa.bindparam("agent"), sa.literal("*")]))
+    .order_by(t.pauses.c.scope.desc()).limit(1).scalar_subquery().label("paused"),
+    sa.select(sa.func.count()).select_from(t.requests)
+    .where(t.requests.c.agent == sa.bindparam("agent"), t.in_state(State.PENDING.value))
+    .scalar_subquery().label("pending"),
+)
+
+
+def _admit(tx: Tx, agent: str, admit: Admission) -> None:
+    """The pause and pending-limit checks of a new submission, inside its transaction."""
+    if not admit.unpaused and admit.pending_limit is None:
+        return
+    found = tx.fetch_row(_ADMIT, {"agent": agent})
+    assert found is not None
+    if admit.unpaused and found["paused"] is not None:
+        raise AgentPaused(str(found["paused"]))
+    limit = admit.pending_limit
+    if limit is not None and int(found["pending"]) >= limit:
+        raise TooMany(
+            f"agent `{agent}` has {limit} requests waiting for people already; "
+            "wait for decisions before submitting more",
+            code="pending_limit",
+        )

@@ -52,16 +52,20 @@ def current(connection: sa.Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(engine: sa.Engine, backend: Backend) -> tuple[str | None, str]:
-    """Bring the schema to head in one transaction; returns (from, to) revisions."""
+def upgrade(
+    engine: sa.Engine, backend: Backend, *, to: str | None = None
+) -> tuple[str | None, str]:
+    """Bring the schema to head (or to the revision `to`) in one transaction; returns
+    (from, to) revisions."""
+    target = to or head()
     with engine.begin() as conn:
         if backend.migration_lock:
             conn.exec_driver_sql(backend.migration_lock)
         before = current(conn)
         _refuse_unknown(before)
-        if before != head():
-            command.upgrade(_config(conn), "head")
-        return before, head()
+        if before != target:
+            command.upgrade(_config(conn), target)
+        return before, target
 
 
 def ensure(engine: sa.Engine, backend: Backend, *, auto_upgrade: bool = False) -> None:

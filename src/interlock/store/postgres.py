@@ -73,6 +73,8 @@ class PostgresBackend:
     audit_unguard = AUDIT_UNGUARD
     #: psycopg pipelines the writes before commit into one round trip.
     pipeline = True
+    #: Several writers at once, each on a pooled connection.
+    single_writer = False
     #: Audit entries are chained by `interlock_append` in the database.
     append = sa.text(
         "SELECT interlock_append(:events, :request_ids, :bodies)"

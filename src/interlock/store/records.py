@@ -77,6 +77,26 @@ TokenKind = Literal["agent", "reviewer", "admin"]
 
 
 @dataclass(frozen=True, kw_only=True)
+class Admission:
+    """Checks a submit makes inside its own transaction, so they hold at its commit and cost
+    no read transaction of their own. An idempotent replay skips them: its answer stands."""
+
+    pending_limit: int | None = None
+    """Refuse (TooMany `pending_limit`) when the agent has this many requests pending."""
+    unpaused: bool = False
+    """Raise AgentPaused when the agent, or everyone, is paused: the caller decided the
+    action without knowing of a pause and must decide it again."""
+
+
+class AgentPaused(Exception):
+    """The agent (or everyone) was paused; `reason` is the pause's."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, kw_only=True)
 class Reviewer:
     """A person who decides: a unique name and the groups they belong to."""
 
@@ -289,22 +309,6 @@ class Annotation:
     """For ratings: what the right call would have been."""
     at: float
     """When."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class OutboxItem:
-    """A side effect to deliver after the transaction that announced it committed."""
-
-    id: int
-    """Delivery order."""
-    kind: str
-    """What it announces, e.g. `request.state`."""
-    payload: dict[str, Any]
-    """What the dispatcher needs."""
-    created_at: float
-    """When it was written."""
-    attempts: int
-    """Delivery attempts so far."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -167,7 +167,7 @@ feedback = sa.Table(
     sa.Index("ix_feedback_request", "request_id"),
 )
 
-#: Reserved for "approve and remember" (SPEC §3.6); written by a later version.
+#: Decision memory: what reviewers approved and asked to remember (SPEC §3.6).
 grants = sa.Table(
     "grants",
     metadata,
@@ -192,14 +192,34 @@ pauses = sa.Table(
     sa.Column("at", _Time, nullable=False),
 )
 
+#: Side effects owed after commit, one row per notice and target: the notification dispatcher
+#: queues them from the audit trail and sends each at most once (docs/notifications.md).
 outbox = sa.Table(
     "outbox",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("kind", sa.String(64), nullable=False),
-    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),  # the notice's id, `audit:SEQ`
+    sa.Column("target", sa.String(200), nullable=False),  # a target's name in the config
+    sa.Column("kind", sa.String(64), nullable=False),  # the notice's kind
+    sa.Column("payload", sa.Text, nullable=False),  # the notice, as JSON
+    sa.Column("status", sa.String(16), nullable=False),  # queued, sending, delivered, failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_at", _Time, nullable=False),  # when the next attempt is due
     sa.Column("created_at", _Time, nullable=False),
     sa.Column("delivered_at", _Time, nullable=True),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Index("ix_outbox_undelivered", "delivered_at", "id"),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.UniqueConstraint("event", "target", name="uq_outbox_event_target"),
+)
+
+#: The dispatcher's poll reads only what waits to be sent, so only that is indexed.
+OUTBOX_QUEUED = outbox.c.status == sa.literal_column("'queued'")
+sa.Index("ix_outbox_queued", outbox.c.next_at, sqlite_where=OUTBOX_QUEUED,
+         postgresql_where=OUTBOX_QUEUED)
+
+#: One row: the audit sequence number the dispatcher has queued notices up to.
+outbox_cursor = sa.Table(
+    "outbox_cursor",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False),
 )

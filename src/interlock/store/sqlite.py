@@ -45,6 +45,8 @@ class SQLiteBackend:
     audit_unguard = AUDIT_UNGUARD
     #: One writer at a time and no network: nothing to gain from pipelining.
     pipeline = False
+    #: Writes are serialised anyway: one kept connection does them all.
+    single_writer = True
     #: Audit entries are chained in Python (`interlock.store.audit.chain`): one writer.
     append = None
 

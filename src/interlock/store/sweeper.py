@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from interlock.policy.records import OnTimeout, Requirements, Risk
 from interlock.store import quorum
 from interlock.store import schema as t
-from interlock.store.core import Row, Tx, dumps
+from interlock.store.core import Row, Tx, dumps, requirements_of
 from interlock.store.lifecycle import LifecycleStore
 from interlock.store.records import State, SweepReport
 
@@ -52,7 +52,7 @@ class SweepingStore(LifecycleStore):
         return report
 
     def _timeout(self, tx: Tx, row: Row, report: SweepReport) -> None:
-        reqs = Requirements.from_json(json.loads(row["requirements"]))
+        reqs = requirements_of(row["requirements"])
         progress = json.loads(row["progress"])
         due = quorum.timed_out(reqs, progress, tx.now)
         if not due:
