@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from interlock import jsonvalue
+from interlock.errors import BadInput
 from interlock.policy import Facts, check_policy, load_policy, read_policy_file
 from interlock.policy.explain import explain_json, explain_text
 from interlock.policy.records import Level
@@ -20,27 +22,45 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+#: What the gateway takes in one request body; `explain` refuses anything larger.
+MAX_BYTES = jsonvalue.MAX_BODY
+
 PolicyFile = Annotated[Path, typer.Argument(help="The policy file (interlock.yaml).")]
 
 
 def _json_option(value: str, option: str) -> Any:
-    """JSON text, `@FILE`, or `-` for stdin."""
-    text = value
+    """JSON text, `@FILE`, or `-` for stdin, refused where the gateway would refuse it.
+
+    The server answers a body over `max_body` bytes with 413, and JSON it would not store
+    (NaN, a lone surrogate, nesting past its limit) with 422; `explain` says so instead of
+    explaining an action no server would take. Every refusal is a BadParameter: one line
+    naming the option."""
+    text = _read_option(value, option)
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise typer.BadParameter(
+            f"over {MAX_BYTES} bytes, the most the gateway accepts", param_hint=option)
+    try:
+        return jsonvalue.loads(text)
+    except BadInput as exc:
+        raise typer.BadParameter(exc.message, param_hint=option) from None
+
+
+def _read_option(value: str, option: str) -> str:
+    # One byte past the limit is enough to know it is over: a huge file is never read whole.
     try:
         if value == "-":
-            text = sys.stdin.read()
-        elif value.startswith("@"):
-            text = Path(value[1:]).read_text(encoding="utf-8")
+            return sys.stdin.read(MAX_BYTES + 1)
+        if value.startswith("@"):
+            with open(value[1:], "rb") as f:
+                return f.read(MAX_BYTES + 1).decode("utf-8")
     except OSError as exc:
-        raise typer.BadParameter(f"cannot read {value[1:]}: {exc.strerror}",
+        raise typer.BadParameter(f"cannot read `{value[1:]}`: {exc.strerror}",
                                  param_hint=option) from None
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(
-            exc, json.JSONDecodeError) else ""
-        raise typer.BadParameter(f"not valid JSON: {detail}{where}", param_hint=option) from None
+    except UnicodeDecodeError as exc:
+        where = "stdin" if value == "-" else f"`{value[1:]}`"
+        raise typer.BadParameter(f"{where} is not UTF-8 text (byte {exc.start + 1})",
+                                 param_hint=option) from None
+    return value
 
 
 @app.command()

@@ -3,11 +3,14 @@
 Tools, resources and prompts pass through unchanged; a call becomes an action (tool name,
 arguments, risk from the tool's annotations), waits for people when the policy says so
 (sending progress notifications), runs downstream at most once, and its outcome is reported.
+A call that cannot become an action, and a line that is no JSON-RPC message, get a JSON-RPC
+error and leave the store as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -15,6 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
@@ -23,8 +27,13 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
+from mcp.shared._stream_protocols import ReadStream, WriteStream
+from mcp.shared.exceptions import MCPError
+from mcp.shared.message import SessionMessage
+from pydantic import ValidationError
 
-from interlock.errors import Conflict, Gone, InterlockError
+from interlock import jsonvalue
+from interlock.errors import BadInput, Conflict, Gone, InterlockError, TooLarge
 from interlock.sdk.action import RiskHint
 from interlock.sdk.client import Client, Snapshot
 
@@ -37,6 +46,7 @@ RESUME_ARG = "_interlock_request_id"
 PROGRESS_EVERY = 5.0
 CLAIMABLE = frozenset({"allowed", "notified", "approved"})
 Ctx = ServerRequestContext[Any, Any]
+Incoming = SessionMessage | Exception
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,22 +111,34 @@ class GatedTools:
             self.annotations[tool.name] = tool.annotations
         return result
 
-    async def _annotations(self, name: str) -> types.ToolAnnotations | None:
+    async def _known(self, name: str) -> bool:
         if name not in self.annotations:
             cursor: str | None = None
-            while True:  # a call before any listing: learn the tools' annotations first
+            while True:  # a call before any listing, or a new tool: list the tools again
                 page = await self._list(
                     types.PaginatedRequestParams(cursor=cursor) if cursor else None)
                 cursor = page.next_cursor
                 if not cursor:
                     break
-        return self.annotations.get(name)
+        return name in self.annotations
 
     async def call_tool(self, ctx: Ctx, params: types.CallToolRequestParams
                         ) -> types.CallToolResult:
+        """Gate one call. A call that cannot become an action (an unknown tool, arguments
+        the gateway would refuse) is a JSON-RPC error before anything is stored."""
         args = dict(params.arguments or {})
         resume = args.pop(RESUME_ARG, None)
         name = params.name
+        if resume is not None and not isinstance(resume, str):
+            raise MCPError(types.INVALID_PARAMS, f"`{RESUME_ARG}` must be the request id "
+                           "(a string) interlock returned; nothing ran")
+        if not await self._known(name):
+            raise MCPError(types.INVALID_PARAMS, f"unknown tool `{shown(name)}`; nothing ran")
+        try:  # what the gateway would refuse, refused before anything is stored
+            jsonvalue.check({"action": name, "args": args}, max_bytes=jsonvalue.MAX_BODY)
+        except (BadInput, TooLarge) as exc:
+            raise MCPError(types.INVALID_PARAMS, f"the arguments of `{shown(name)}` are "
+                           f"refused: {exc.message}; nothing ran") from None
         try:
             if resume is not None:
                 snap = await _thread(self.client.get, str(resume))
@@ -136,7 +158,7 @@ class GatedTools:
         return await self._run(ctx, rid, name, final)
 
     async def _body(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        hint, caps = risk_of(await self._annotations(name))
+        hint, caps = risk_of(self.annotations.get(name))
         body: dict[str, Any] = {
             "action": name, "args": args, "idempotency_key": uuid.uuid4().hex,
             "context": {"mcp_server": self.server_name} if self.server_name else {},
@@ -235,6 +257,113 @@ class GatedTools:
             log.warning("interlock: could not report the outcome of %s: %s", rid, exc)
 
 
+def shown(text: str, limit: int = 80) -> str:
+    """User text for one line of a message: escaped, and cut short when long."""
+    quoted = json.dumps(text[:limit])[1:-1]
+    return quoted + "..." if len(text) > limit else quoted
+
+
+def malformed_reply(exc: Exception) -> types.JSONRPCError | None:
+    """The JSON-RPC answer to a line that is not a message; None where none is due.
+
+    Requests get an error with their id when it can be read (null when not); responses
+    and notifications are never answered. The id comes from the parser's own account of
+    the line: the raw line when it is not JSON to it (its nesting limit is lower than
+    Python's), else the whole object, which a `missing` field error carries."""
+    if not isinstance(exc, ValidationError):
+        return None
+    errors = exc.errors()
+    raw: Any = None
+    found = False
+    for error in errors:
+        if error["type"] == "json_invalid" or len(error["loc"]) == 1 or (
+            error["type"] == "missing" and len(error["loc"]) == 2
+        ):
+            raw, found = error["input"], True
+            break
+    if not found:
+        return None  # every member rejected a field of its own: a response-shaped object
+    if errors[0]["type"] == "json_invalid":
+        said = errors[0]["msg"]  # `Invalid JSON: ... at line 1 column 247`
+        try:
+            raw = json.loads(raw)
+        except (ValueError, RecursionError, TypeError):
+            return _reply(None, types.PARSE_ERROR, f"parse error: {said}")
+        if isinstance(raw, dict) and _request_id(raw) is not None:
+            # JSON to Python, not to the SDK: nested too deeply, or a lone surrogate.
+            return _reply(_request_id(raw), types.INVALID_REQUEST, f"invalid request: {said}")
+    if not isinstance(raw, dict):
+        return _reply(None, types.INVALID_REQUEST,
+                      "invalid request: a message must be one JSON object (no batches)")
+    if "result" in raw or "error" in raw:
+        return None
+    if "id" not in raw and isinstance(raw.get("method"), str):
+        return None  # a malformed notification: JSON-RPC never answers one
+    rid = _request_id(raw)
+    problems = sorted({
+        f"`{'.'.join(str(p) for p in e['loc'][1:]) or 'message'}`: {e['msg'].lower()}"
+        for e in errors if e["loc"][:1] == ("JSONRPCRequest",)
+    })
+    detail = "; ".join(problems[:3]) or "not a JSON-RPC 2.0 request"
+    return _reply(rid, types.INVALID_REQUEST, f"invalid request: {detail}")
+
+
+def _request_id(message: dict[str, Any]) -> str | int | None:
+    rid = message.get("id")
+    return rid if isinstance(rid, str) or (type(rid) is int) else None
+
+
+def _reply(rid: str | int | None, code: int, message: str) -> types.JSONRPCError:
+    return types.JSONRPCError(jsonrpc="2.0", id=rid,
+                              error=types.ErrorData(code=code, message=message))
+
+
+class AnsweringMalformed:
+    """The client's messages, each line that is not one answered here and left out.
+
+    The SDK's transports hand such a line on as an exception, which the server only logs:
+    a client whose request did not parse would wait for its answer forever."""
+
+    def __init__(self, read: ReadStream[Incoming], write: WriteStream[SessionMessage]) -> None:
+        self.read = read
+        self.write = write
+
+    @property
+    def last_context(self) -> Any:
+        """The sender's context of the last message, as the SDK's own streams carry it."""
+        return getattr(self.read, "last_context", None)
+
+    async def receive(self) -> Incoming:
+        while True:
+            item = await self.read.receive()
+            if not isinstance(item, Exception):
+                return item
+            reply = malformed_reply(item)
+            log.info("interlock: a message from the client is not JSON-RPC (%s)",
+                     "answered" if reply is not None else "ignored")
+            if reply is not None:
+                await self.write.send(SessionMessage(reply))
+
+    async def aclose(self) -> None:
+        await self.read.aclose()
+
+    def __aiter__(self) -> AnsweringMalformed:
+        return self
+
+    async def __anext__(self) -> Incoming:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> AnsweringMalformed:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+
 async def _thread(fn: Callable[..., T], *args: Any) -> T:
     return await anyio.to_thread.run_sync(lambda: fn(*args))
 
@@ -304,7 +433,8 @@ async def serve(client: Client, command: Sequence[str], gating: Gating, *,
             from mcp.server.stdio import stdio_server
 
             async with stdio_server() as (read, write):
-                await server.run(read, write, server.create_initialization_options())
+                await server.run(AnsweringMalformed(read, write), write,
+                                 server.create_initialization_options())
             return
         import uvicorn
 

@@ -6,7 +6,6 @@ route table here is also what `/openapi.json` is generated from.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -17,8 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 
+from interlock import jsonvalue
 from interlock.errors import BadInput
 from interlock.gateway import Gateway, Principal, Role
+from interlock.jsonvalue import MalformedJson
 from interlock.server import auth
 from interlock.server.metrics import Metrics
 from interlock.server.models import request_fields
@@ -32,13 +33,6 @@ Handler = Callable[[HttpRequest], Awaitable[Response]]
 
 #: The built-in agent identity that proposes interlock's own gated changes (gates on the gate).
 INTERLOCK_AGENT = "interlock"
-
-
-class MalformedJson(BadInput):
-    """400: a body that is not JSON at all."""
-
-    status = 400
-    code = "invalid_json"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,21 +108,6 @@ async def caller(request: HttpRequest, *roles: Role) -> Principal:
     return auth.require(who, *roles)
 
 
-def _depth_over(value: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            if depth > limit:
-                return True
-            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
-        elif isinstance(item, list):
-            if depth > limit:
-                return True
-            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
-    return False
-
-
 def validation_message(exc: ValidationError) -> str:
     """`field.path`: what is wrong, for the first few errors."""
     parts = []
@@ -139,21 +118,15 @@ def validation_message(exc: ValidationError) -> str:
 
 
 async def body_json(request: HttpRequest, model: type[M]) -> tuple[M, dict[str, Any]]:
-    """The body parsed, checked for depth and validated by `model` (and the raw object)."""
+    """The body parsed strictly (`jsonvalue.loads`: no NaN, no lone surrogates, no nesting
+    past the limit), an object, validated by `model` (and the raw object)."""
     raw = await request.body()
     if not raw.strip():
         raise MalformedJson("a JSON body is required")
     try:
-        data = json.loads(raw)
-    except RecursionError:
-        raise BadInput("the JSON is nested too deeply", code="too_deep") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedJson(f"the body is not valid JSON: {exc}") from None
-    if _depth_over(data, ctx(request).settings.max_depth):
-        raise BadInput(
-            f"the JSON is nested deeper than {ctx(request).settings.max_depth} levels",
-            code="too_deep",
-        )
+        data = jsonvalue.loads(raw, max_depth=ctx(request).settings.max_depth)
+    except MalformedJson as exc:
+        raise MalformedJson(f"the body is {exc.message}") from None
     if not isinstance(data, dict):
         raise BadInput("the body must be a JSON object")
     try:
