@@ -1,4 +1,4 @@
-"""The engine's shortcut path (per-action-name runners, narrowed contexts, cached results)
+"""The engine's shortcut path (generated per-context tests, shared contexts, cached results)
 must decide exactly as its general path does, on any action."""
 
 from __future__ import annotations
@@ -64,6 +64,38 @@ rules:
   - name: names
     when: 'action.endsWith(".delete_all")'
     decision: deny
+  - name: big-amounts
+    match: {amount: {gte: 1000}, currency: EUR}
+    decision: notify
+  - name: rows
+    match: {args.rows: {lt: 10}, args.mode: hard}
+    decision: suggest
+  - name: either-currency
+    match: {currency: [USD, GBP], recipients: {exists: false}}
+    decision: notify
+  - name: globbed
+    match: {currency: "E*", args.table: {regex: "user.*"}}
+    decision: require_approval
+  - name: deep
+    match: {args.target.zone: eu}
+    decision: notify
+  - name: two-required
+    match: {action: [scale, db.write]}
+    when: "amount > 10 && affected_records > 10"
+    requires: [amount, affected_records]
+    decision: require_approval
+  - name: nested-required
+    match: {action: db.write}
+    requires: [args.rows]
+    decision: notify
+  - name: library-only
+    match: {action: [other, scale]}
+    when: "size(recipients) > 1"
+    decision: require_approval
+  - name: allowed-quietly
+    match: {action: other, amount: {lt: 5}}
+    decision: allow
+    escalation: false
 """
 
 names = st.sampled_from(
@@ -84,12 +116,26 @@ actions = st.fixed_dictionaries(
             st.lists(st.sampled_from(["payment", "pii", "shell"]), max_size=3), scalars,
             st.lists(scalars, max_size=2),
         ),
-        "amount": st.one_of(st.sampled_from([5, 1000, 1000.5, 60_000]), scalars),
+        "amount": st.one_of(st.sampled_from([5, 1000, 1000.5, 60_000]), scalars,
+                            st.lists(st.sampled_from([5, 2000]), max_size=2)),
         "affected_records": st.one_of(st.sampled_from([1, 101, 5000]), scalars),
-        "confidence": st.one_of(st.floats(0, 1), scalars),
+        "confidence": st.one_of(st.floats(0, 1), st.sampled_from([0, 0.0, -0.0, 0.5, 1]),
+                                scalars),
         "recipients": st.one_of(st.lists(st.text(max_size=3), max_size=2), scalars),
         "risk": st.one_of(st.sampled_from(["low", "medium", "high"]), scalars),
-        "args": st.one_of(st.fixed_dictionaries({}, optional={"force": scalars}), scalars),
+        "currency": st.one_of(st.sampled_from(["EUR", "USD", "GBP", "ECU"]), scalars),
+        "args": st.one_of(
+            st.fixed_dictionaries({}, optional={
+                "force": scalars,
+                "rows": st.one_of(st.sampled_from([0, 9.5, 10, 1e400]), scalars,
+                                  st.lists(scalars, max_size=2)),
+                "mode": st.one_of(st.just("hard"), scalars, st.lists(st.just("hard"))),
+                "table": st.one_of(st.sampled_from(["users", "user_x", "orders"]), scalars),
+                "target": st.one_of(st.fixed_dictionaries({}, optional={"zone": scalars}),
+                                    st.just({"zone": "eu"}), scalars),
+            }),
+            scalars,
+        ),
     },
 )
 
@@ -106,9 +152,21 @@ POLICY_OBJ = load_policy_text(POLICY, "paths.yaml")
 @given(actions)
 def test_shortcut_and_general_paths_agree(action: dict[str, Any]) -> None:
     reference = POLICY_OBJ._evaluate_general(action, NO_FACTS)
-    POLICY_OBJ.evaluate(action)  # builds the runner for this name
+    POLICY_OBJ.evaluate(action)  # builds the shortcut for this context
     assert _shape(POLICY_OBJ.evaluate(action)) == _shape(reference)
     assert _shape(POLICY_OBJ.evaluate(dict(action))) == _shape(reference)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(actions, min_size=2, max_size=8))
+def test_a_fresh_policy_agrees_whatever_came_before(batch: list[dict[str, Any]]) -> None:
+    # Contexts, generated tests and results are shared between action names and cached
+    # per policy: a run of actions must not leave anything that changes a later answer.
+    policy = load_policy_text(POLICY, "paths.yaml")
+    for action in batch + batch[::-1]:
+        assert _shape(policy.evaluate(action)) == _shape(
+            policy._evaluate_general(action, NO_FACTS)
+        )
 
 
 @settings(max_examples=200, deadline=None)

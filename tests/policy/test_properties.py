@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -436,7 +437,9 @@ relations = st.builds(
 )
 atoms = st.one_of(
     relations,
-    st.sampled_from(["has(args.x)", "has(args.z)", "novel", "a", "true", "false"]),
+    st.sampled_from(["has(args.x)", "has(args.z)", "novel", "a", "true", "false",
+                     "s.startsWith('a')", "s.endsWith('x')", "s.contains('b')",
+                     "args.x.startsWith('a')", "risk.contains('ig')"]),
 )
 cel_exprs = st.recursive(
     atoms,
@@ -482,12 +485,19 @@ extras_values = st.fixed_dictionaries(
 )
 
 
+STRING_METHODS = ("startsWith", "endsWith", "contains")
+
+
 def library_says(expr: str, activation: dict[str, Any]) -> str:
     """The CEL library alone: `true`, `false`, `missing` or `error`."""
     try:
         value = cel.compile(expr).execute(activation)
     except RuntimeError as exc:
-        return "missing" if str(exc).startswith("Undefined variable") else "error"
+        # A method the value's type lacks comes back as an undefined function: an error.
+        undefined = re.match(r"Undefined variable or function: '([^']*)'", str(exc))
+        if undefined is not None and undefined.group(1) not in STRING_METHODS:
+            return "missing"
+        return "error"
     except KeyError:
         return "missing"
     except Exception:

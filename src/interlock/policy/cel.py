@@ -2,10 +2,11 @@
 
 Every expression is compiled by the CEL library (`common-expression-language`) so syntax
 errors are caught at load. Expressions made only of fields, literals, comparisons, `in`,
-`has()`, `!`, `&&` and `||` are also compiled to Python closures that answer the common
-cases exactly as CEL would; whenever a closure meets a case it does not model (a value
-of an unusual type, an error whose message matters) it hands over to the CEL library, so
-the library's semantics stay the reference.
+`has()`, `!`, `&&`, `||` and three string methods are also parsed into a small tree and
+written out as Python (`emit`) that answers the common cases exactly as CEL would; the
+engine inlines the same code in its generated rule tests. Whenever that code meets a case
+it does not model (a value of an unusual type, an error whose message matters) it hands
+over to the CEL library, so the library's semantics stay the reference.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import cel
+
+from interlock.policy.pysource import SourceWriter
 
 #: Names the policy adds beside the action's own fields.
 EXTRA_NAMES = frozenset({"risk", "novel", "novel_recipients", "failures"})
@@ -64,20 +67,27 @@ class _Macro:
 class CelCondition:
     """One compiled `when` expression."""
 
-    __slots__ = ("_fast", "_macros", "_program", "_tokens", "_variables", "source")
+    __slots__ = ("_fast", "_macros", "_program", "_tokens", "_variables", "expr", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         self._program = cel.compile(source)  # raises ValueError on a syntax error
         # Only these reach the library: copying a whole action costs more than evaluating.
         self._variables = tuple(str(v) for v in self._program.variables())
-        self._fast: Node | None = _FastCompiler.try_compile(source)
+        self.expr: Expr | None = _FastCompiler.try_compile(source)
+        """The fast path's tree, for code that inlines it (None: library only)."""
+        self._fast: Node | None = None if self.expr is None else _compile_fast(self.expr)
         self._tokens = max(1, len(_TOKEN_RE.findall(source)))
         self._macros = _find_macros(source)
 
     @property
     def has_fast_path(self) -> bool:
         return self._fast is not None
+
+    @property
+    def reads(self) -> frozenset[str]:
+        """The top-level names the fast path reads (action fields or extras)."""
+        return frozenset() if self.expr is None else _heads(self.expr)
 
     @property
     def fast(self) -> Node | None:
@@ -322,7 +332,7 @@ class _FastCompiler:
         self.i = 0
 
     @classmethod
-    def try_compile(cls, source: str) -> Node | None:
+    def try_compile(cls, source: str) -> Expr | None:
         try:
             compiler = cls(source)
             node = compiler.expr()
@@ -346,19 +356,19 @@ class _FastCompiler:
         if not self.take(value):
             raise _Unsupported(value)
 
-    def expr(self) -> Node:
+    def expr(self) -> Expr:
         node = self.conjunction()
         while self.take("||"):
-            node = _or(node, self.conjunction())
+            node = _Logic("||", node, self.conjunction())
         return node
 
-    def conjunction(self) -> Node:
+    def conjunction(self) -> Expr:
         node = self.relation()
         while self.take("&&"):
-            node = _and(node, self.relation())
+            node = _Logic("&&", node, self.relation())
         return node
 
-    def relation(self) -> Node:
+    def relation(self) -> Expr:
         left = self.unary()
         tok = self.peek()
         if tok is not None and tok[1] in ("==", "!=", "<", "<=", ">", ">=", "in"):
@@ -367,15 +377,15 @@ class _FastCompiler:
             nxt = self.peek()
             if nxt is not None and nxt[1] in ("==", "!=", "<", "<=", ">", ">=", "in"):
                 raise _Unsupported("chained relation")
-            return _relation(tok[1], left, right)
+            return _Relation(tok[1], left, right)
         return left
 
-    def unary(self) -> Node:
+    def unary(self) -> Expr:
         if self.take("!"):
-            return _not(self.unary())
+            return _Not(self.unary())
         return self.primary()
 
-    def primary(self) -> Node:
+    def primary(self) -> Expr:
         tok = self.peek()
         if tok is None:
             raise _Unsupported("end")
@@ -386,9 +396,9 @@ class _FastCompiler:
             self.expect(")")
             return node
         if text == "[" and kind == "op":
-            return _const(self.list_literal())
+            return _Const(self.list_literal())
         if kind in ("num", "str") or text in ("-", "true", "false", "null"):
-            return _const(self.literal())
+            return _Const(self.literal())
         if kind == "ident":
             if text == "has":
                 self.i += 1
@@ -397,7 +407,7 @@ class _FastCompiler:
                 self.expect(")")
                 if len(path) < 2:
                     raise _Unsupported("has() needs a field selection")
-                return _has(path)
+                return _Has(path)
             path = self.path()
             nxt = self.peek()
             if nxt is not None and nxt[1] == "(" and nxt[0] == "op":
@@ -412,8 +422,8 @@ class _FastCompiler:
                 self.expect(")")
                 if type(arg) is not str:
                     raise _Unsupported("string method needs a string literal")
-                return _string_method(_field(receiver), method, arg)
-            return _field(path)
+                return _Method(_Field(receiver), method, arg)
+            return _Field(path)
         raise _Unsupported(text)
 
     def path(self) -> tuple[str, ...]:
@@ -472,239 +482,192 @@ class _FastCompiler:
         return values
 
 
-def _const(value: Any) -> Node:
-    def node(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-        return value
-
-    node.const = value  # type: ignore[attr-defined]
-    return node
-
-
-def _field(path: tuple[str, ...]) -> Node:
-    head, rest = path[0], path[1:]
-    extra = head in EXTRA_NAMES
-
-    def lookup(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-        value = (x if extra else a).get(head, MISSING)
-        for part in rest:
-            if value is MISSING:
-                return MISSING
-            if type(value) is not dict:
-                return UNKNOWN
-            value = value.get(part, MISSING)
-        return value
-
-    if not rest:
-        if extra:
-            return lambda a, x: x.get(head, MISSING)
-
-        def top(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-            return a.get(head, MISSING)
-
-        top.field = head  # type: ignore[attr-defined]
-        return top
-    return lookup
-
-
 _STRING_METHODS = ("startsWith", "endsWith", "contains")
 
 
-def _string_method(receiver: Node, method: str, arg: str) -> Node:
-    def node(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-        v = receiver(a, x)
-        if type(v) is str:
-            if method == "startsWith":
-                return v.startswith(arg)
-            if method == "endsWith":
-                return v.endswith(arg)
-            return arg in v
-        return v if v is MISSING else UNKNOWN
-
-    return node
+@dataclass(frozen=True, slots=True)
+class _Const:
+    value: Any
 
 
-def _has(path: tuple[str, ...]) -> Node:
-    base = _field(path[:-1])
-    last = path[-1]
-
-    def node(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-        value = base(a, x)
-        if value is MISSING or value is UNKNOWN:
-            return value
-        if type(value) is dict:
-            return last in value
-        return UNKNOWN
-
-    return node
+@dataclass(frozen=True, slots=True)
+class _Field:
+    path: tuple[str, ...]
 
 
-def _relation(op: str, left: Node, right: Node) -> Node:
-    const = getattr(right, "const", MISSING)
-    if op in ("==", "!="):
-        negate = op == "!="
-        if const is not MISSING and _simple_kind(const):
-            kind_c = _simple_kind(const)
-
-            def eq_const(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-                v = left(a, x)
-                if v is MISSING or v is UNKNOWN:
-                    return v
-                kv = _simple_kind(v)
-                if not kv:
-                    return UNKNOWN
-                return (kv == kind_c and v == const) is not negate
-
-            return eq_const
-
-        def eq(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-            lv = left(a, x)
-            rv = right(a, x)
-            for v in (lv, rv):
-                if v is UNKNOWN:
-                    return UNKNOWN
-            if lv is MISSING or rv is MISSING:
-                return MISSING
-            result = _equal(lv, rv)
-            if result is UNKNOWN:
-                return UNKNOWN
-            return result is not negate
-
-        return eq
-    if op == "in":
-
-        def within(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-            lv = left(a, x)
-            rv = right(a, x)
-            if lv is UNKNOWN or rv is UNKNOWN:
-                return UNKNOWN
-            if lv is MISSING or rv is MISSING:
-                return MISSING
-            return _contains(lv, rv)
-
-        return within
-
-    kind_c = _simple_kind(const) if const is not MISSING else 0
-    field = getattr(left, "field", None)
-    if kind_c == 1 and field is not None and op in (">", ">=", "<", "<="):
-        return _compare_field(field, op, const)
-    if kind_c == 1:
-        # The common shape `field > 10000`: one closure, no helper calls.
-        def cmp_num(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-            v = left(a, x)
-            t = type(v)
-            if t is int or t is float:
-                if _simple_kind(v) != 1:
-                    return UNKNOWN
-                if op == ">":
-                    return v > const
-                if op == ">=":
-                    return v >= const
-                if op == "<":
-                    return v < const
-                return v <= const
-            if v is MISSING:
-                return MISSING
-            return UNKNOWN
-
-        return cmp_num
-
-    def cmp(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-        lv = left(a, x)
-        rv = right(a, x)
-        if lv is UNKNOWN or rv is UNKNOWN:
-            return UNKNOWN
-        if lv is MISSING or rv is MISSING:
-            return MISSING
-        return _ordered(lv, rv, op)
-
-    return cmp
+@dataclass(frozen=True, slots=True)
+class _Method:
+    receiver: _Field
+    method: str
+    arg: str
 
 
-def _compare_field(name: str, op: str, bound: Any) -> Node:
-    """`field OP number` as one closure: the shape most `when` conditions take.
+@dataclass(frozen=True, slots=True)
+class _Has:
+    path: tuple[str, ...]
 
-    Four near-identical closures on purpose: choosing the operator once, here, keeps a
-    branch on `op` out of every decision.
+
+@dataclass(frozen=True, slots=True)
+class _Relation:
+    op: str
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class _Logic:
+    op: str
+    """`&&` or `||`."""
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class _Not:
+    inner: Expr
+
+
+Expr = _Const | _Field | _Method | _Has | _Relation | _Logic | _Not
+
+
+def _heads(expr: Expr) -> frozenset[str]:
+    """The top-level names `expr` reads."""
+    if isinstance(expr, _Field | _Has):
+        return frozenset(expr.path[:1])
+    if isinstance(expr, _Method):
+        return _heads(expr.receiver)
+    if isinstance(expr, _Relation | _Logic):
+        return _heads(expr.left) | _heads(expr.right)
+    if isinstance(expr, _Not):
+        return _heads(expr.inner)
+    return frozenset()
+
+
+def _compile_fast(expr: Expr) -> Node:
+    """`expr` as one Python function of (action, extras)."""
+    w = SourceWriter()
+    w.line(0, "def fast(a, x):")
+    emit(expr, w, 1, "r")
+    w.line(1, "return r")
+    w.lines[1:1] = w.field_loads(1, w.name("MISSING", MISSING))
+    fast: Node = w.run("<interlock cel fast path>")["fast"]
+    return fast
+
+
+def emit(expr: Expr, w: SourceWriter, depth: int, target: str) -> None:
+    """Statements (at `depth`) setting `target` to the value of `expr` over the action `a`
+    and the extras `x`: a value, MISSING, or UNKNOWN (ask the library), as CEL would answer.
+    The action's fields are read through `w.field`: the caller writes `w.field_loads`.
     """
-
-    def gt(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-        v: Any = a.get(name, MISSING)
-        t = type(v)
-        if (t is int and _INT64_MIN <= v <= _INT64_MAX) or (t is float and v - v == 0):
-            return v > bound
-        return MISSING if v is MISSING else UNKNOWN
-
-    def ge(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-        v: Any = a.get(name, MISSING)
-        t = type(v)
-        if (t is int and _INT64_MIN <= v <= _INT64_MAX) or (t is float and v - v == 0):
-            return v >= bound
-        return MISSING if v is MISSING else UNKNOWN
-
-    def lt(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-        v: Any = a.get(name, MISSING)
-        t = type(v)
-        if (t is int and _INT64_MIN <= v <= _INT64_MAX) or (t is float and v - v == 0):
-            return v < bound
-        return MISSING if v is MISSING else UNKNOWN
-
-    def le(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-        v: Any = a.get(name, MISSING)
-        t = type(v)
-        if (t is int and _INT64_MIN <= v <= _INT64_MAX) or (t is float and v - v == 0):
-            return v <= bound
-        return MISSING if v is MISSING else UNKNOWN
-
-    return {">": gt, ">=": ge, "<": lt, "<=": le}[op]
-
-
-def _and(left: Node, right: Node) -> Node:
-    def node(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-        lv = left(a, x)
-        if lv is False:
-            return False
-        rv = right(a, x)
-        if rv is False:
-            return False
-        if lv is True and rv is True:
-            return True
-        if lv is UNKNOWN or rv is UNKNOWN:
-            return UNKNOWN
-        if (lv is True or lv is MISSING) and (rv is True or rv is MISSING):
-            return MISSING
-        return UNKNOWN  # a non-bool operand: CEL's error, with CEL's message
-
-    return node
-
-
-def _or(left: Node, right: Node) -> Node:
-    def node(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-        lv = left(a, x)
-        if lv is True:
-            return True
-        rv = right(a, x)
-        if rv is True:
-            return True
-        if lv is False and rv is False:
-            return False
-        if lv is UNKNOWN or rv is UNKNOWN:
-            return UNKNOWN
-        if (lv is False or lv is MISSING) and (rv is False or rv is MISSING):
-            return MISSING
-        return UNKNOWN
-
-    return node
+    missing = w.name("MISSING", MISSING)
+    unknown = w.name("UNKNOWN", UNKNOWN)
+    put = w.line
+    t = target
+    if isinstance(expr, _Const):
+        put(depth, f"{t} = {w.const(expr.value)}")
+    elif isinstance(expr, _Field):
+        head, rest = expr.path[0], expr.path[1:]
+        if head in EXTRA_NAMES:
+            put(depth, f"{t} = x.get({w.const(head)}, {missing})")
+        else:
+            put(depth, f"{t} = {w.field(head)}")
+        for part in rest:
+            put(depth, f"if {t} is not {missing}:")
+            put(depth + 1, f"{t} = {t}.get({w.const(part)}, {missing}) if type({t}) is dict "
+                           f"else {unknown}")
+    elif isinstance(expr, _Method):
+        emit(expr.receiver, w, depth, t)
+        arg = w.const(expr.arg)
+        call = {"startsWith": f"{t}.startswith({arg})", "endsWith": f"{t}.endswith({arg})",
+                "contains": f"{arg} in {t}"}[expr.method]
+        put(depth, f"if type({t}) is str:")
+        put(depth + 1, f"{t} = {call}")
+        put(depth, f"elif {t} is not {missing}:")
+        put(depth + 1, f"{t} = {unknown}")
+    elif isinstance(expr, _Has):
+        emit(_Field(expr.path[:-1]), w, depth, t)
+        put(depth, f"if {t} is not {missing} and {t} is not {unknown}:")
+        put(depth + 1, f"{t} = {w.const(expr.path[-1])} in {t} if type({t}) is dict "
+                       f"else {unknown}")
+    elif isinstance(expr, _Relation):
+        _emit_relation(expr, w, depth, t)
+    elif isinstance(expr, _Logic):
+        left, right = w.fresh("l"), w.fresh("r")
+        # `&&`: false wins over errors; `||`: true does (CEL's commutative logic).
+        wins, loses = ("False", "True") if expr.op == "&&" else ("True", "False")
+        emit(expr.left, w, depth, left)
+        put(depth, f"if {left} is {wins}:")
+        put(depth + 1, f"{t} = {wins}")
+        put(depth, "else:")
+        emit(expr.right, w, depth + 1, right)
+        put(depth + 1, f"if {right} is {wins}:")
+        put(depth + 2, f"{t} = {wins}")
+        put(depth + 1, f"elif {left} is {loses} and {right} is {loses}:")
+        put(depth + 2, f"{t} = {loses}")
+        put(depth + 1, f"elif {left} is {unknown} or {right} is {unknown}:")
+        put(depth + 2, f"{t} = {unknown}")
+        put(depth + 1, f"elif ({left} is {loses} or {left} is {missing}) and "
+                       f"({right} is {loses} or {right} is {missing}):")
+        put(depth + 2, f"{t} = {missing}")
+        put(depth + 1, "else:")
+        put(depth + 2, f"{t} = {unknown}  # a non-bool operand: CEL's error, CEL's message")
+    else:
+        emit(expr.inner, w, depth, t)
+        put(depth, f"if {t} is True:")
+        put(depth + 1, f"{t} = False")
+        put(depth, f"elif {t} is False:")
+        put(depth + 1, f"{t} = True")
+        put(depth, f"elif {t} is not {missing}:")
+        put(depth + 1, f"{t} = {unknown}")
 
 
-def _not(inner: Node) -> Node:
-    def node(a: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
-        v = inner(a, x)
-        if v is True:
-            return False
-        if v is False:
-            return True
-        if v is MISSING:
-            return MISSING
-        return UNKNOWN
-
-    return node
+def _emit_relation(expr: _Relation, w: SourceWriter, depth: int, t: str) -> None:
+    missing = w.name("MISSING", MISSING)
+    unknown = w.name("UNKNOWN", UNKNOWN)
+    put = w.line
+    op, right = expr.op, expr.right
+    const = right.value if isinstance(right, _Const) else None
+    kind = _simple_kind(const) if isinstance(right, _Const) else 0
+    if op in ("==", "!=") and kind:
+        negate = op == "!="
+        emit(expr.left, w, depth, t)
+        c = w.const(const)
+        if kind == 2:  # a string: the common `environment == "production"`
+            put(depth, f"if type({t}) is str:")
+            put(depth + 1, f"{t} = {t} {op} {c}")
+            put(depth, f"elif {t} is not {missing} and {t} is not {unknown}:")
+            # Another simple kind is never equal; anything else is CEL's to answer.
+            put(depth + 1, f"{t} = {negate} if {w.name('simple_kind', _simple_kind)}({t}) "
+                           f"else {unknown}")
+            return
+        put(depth, f"if {t} is not {missing} and {t} is not {unknown}:")
+        k = w.fresh("k")
+        put(depth + 1, f"{k} = {w.name('simple_kind', _simple_kind)}({t})")
+        put(depth + 1, f"{t} = (({k} == {kind} and {t} == {c}) is not {negate}) if {k} "
+                       f"else {unknown}")
+        return
+    if op in ("<", "<=", ">", ">=") and kind == 1:
+        # `field > 10000`: a number in CEL's range compares; MISSING stays; else CEL says.
+        emit(expr.left, w, depth, t)
+        put(depth, f"if (type({t}) is int and {_INT64_MIN} <= {t} <= {_INT64_MAX}) or "
+                   f"(type({t}) is float and {t} - {t} == 0):")
+        put(depth + 1, f"{t} = {t} {op} {w.const(const)}")
+        put(depth, f"elif {t} is not {missing}:")
+        put(depth + 1, f"{t} = {unknown}")
+        return
+    left, right_value = w.fresh("l"), w.fresh("r")
+    emit(expr.left, w, depth, left)
+    emit(right, w, depth, right_value)
+    put(depth, f"if {left} is {unknown} or {right_value} is {unknown}:")
+    put(depth + 1, f"{t} = {unknown}")
+    put(depth, f"elif {left} is {missing} or {right_value} is {missing}:")
+    put(depth + 1, f"{t} = {missing}")
+    put(depth, "else:")
+    if op in ("==", "!="):
+        put(depth + 1, f"{t} = {w.name('equal', _equal)}({left}, {right_value})")
+        put(depth + 1, f"if {t} is not {unknown}:")
+        put(depth + 2, f"{t} = {t} is not {op == '!='}")
+    elif op == "in":
+        put(depth + 1, f"{t} = {w.name('contains', _contains)}({left}, {right_value})")
+    else:
+        put(depth + 1, f"{t} = {w.name('ordered', _ordered)}({left}, {right_value}, {op!r})")

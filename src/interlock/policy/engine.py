@@ -3,7 +3,9 @@
 Rules are indexed by action name: literal names in a dict, globs checked once per new
 action name, and the outcome cached as a per-action plan holding the risk class and the
 few candidate rules. Each decision then checks only those candidates; CEL runs only for
-rules whose structured match already holds.
+rules whose structured match already holds. Without facts from the store, a decision is
+answered by the `decide` generated (`codegen`) for its context, the rules that context
+leaves tested inline; `_evaluate_general` is the reference every shortcut must agree with.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from interlock.errors import BadInput, Diagnostic
+from interlock.policy import codegen
 from interlock.policy import match as matchlib
 from interlock.policy.cel import MISSING as _CEL_MISSING
 from interlock.policy.match import Condition
@@ -37,14 +40,13 @@ _DENY = Decision.DENY
 _RANK = {d: d.rank for d in Decision}
 _RISK_BY_NAME = {r.value: r for r in Risk}
 _RISK_RANK = {r: r.rank for r in Risk}
+_RISKS = tuple(Risk)  # by rank
 _HINT_RANK = {r.value: r.rank for r in Risk}
 _PLAN_CACHE_LIMIT = 50_000
 _CONTEXT_PATHS = (("environment",), ("agent",), ("capabilities",))
 
 
-#: A plan narrowed to one context: the tests left, the environment key the baseline uses
-#: (None when the policy has no default for it), and the rules that match outright.
-_Narrowed = tuple[tuple[tuple["Rule", "RuleTest"], ...], "str | None", tuple["Rule", ...]]
+_RESULTS_PER_CONTEXT = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +96,19 @@ class Policy:
             if globs:
                 self._globbed.append((rule, [matchlib.compile_glob(g) for g in globs]))
         self._plans: dict[str, _Plan] = {}
-        # Per rule: its conditions on `environment`/`agent`, and one shared test for the
-        # rest, so narrowing a plan to a context builds no new closures.
-        self._split: dict[Rule, tuple[tuple[Condition, ...], RuleTest]] = {}
+        # Per rule: its conditions on the context (`environment`, `agent`, `capabilities`),
+        # the others, and whether the context conditions alone decide it.
+        self._split: dict[Rule, tuple[tuple[Condition, ...], tuple[Condition, ...], bool]] = {}
         for rule in doc.rules:
             context = tuple(c for c in rule.conditions if c.path in _CONTEXT_PATHS)
             rest = tuple(c for c in rule.conditions if c.path not in _CONTEXT_PATHS)
-            self._split[rule] = (context, rule_test(rule, rest))
+            always = not rest and rule.when is None and not rule.requires
+            self._split[rule] = (context, rest, always)
+        self._compiled: dict[tuple[Rule, ...], tuple[codegen.Factory, codegen.Layout]] = {}
+        self._contexts: dict[tuple[Any, ...], codegen.Decide] = {}
+        self._general_decide: codegen.Decide = lambda action, rank: self._evaluate_general(
+            action, NO_FACTS
+        )
         self._defaults_gate = Gate(
             source="defaults",
             stages=(Stage(name="approval", approvers=doc.defaults.approvers, quorum=1),),
@@ -117,7 +125,8 @@ class Policy:
         )
         self._baseline: dict[tuple[Level | None, Risk, Any], tuple[Decision, str]] = {}
         self._results: dict[tuple[Any, ...], tuple[PolicyResult, bool]] = {}
-        self._runners: dict[str, Callable[[Mapping[str, Any], Facts], PolicyResult]] = {}
+        self._shortcuts: dict[tuple[Any, Any, Any, Any], tuple[codegen.Decide, int]] = {}
+        self._denials: dict[tuple[str, str | None], codegen.Decide] = {}
         # What `when` sees beside the action when the store supplied no facts; read-only.
         self._plain_extras: dict[Risk, dict[str, Any]] = {
             r: {"risk": r.value, "novel": False, "novel_recipients": [], "failures": 0}
@@ -130,6 +139,11 @@ class Policy:
         if autonomy is not None:
             self._default_level = autonomy.level_of(None)
             self._levels = {a: autonomy.level_of(a) for a in autonomy.agents}
+        self._runtime = codegen.Runtime(
+            general=self._evaluate_general, no_facts=NO_FACTS, missing=_CEL_MISSING,
+            extras=[self._plain_extras[r] for r in Risk], threshold=self._confidence_below,
+            escalate=self._raise_for_confidence,
+        )
         self.warnings: list[Diagnostic] = []
         """Warnings found while loading (the policy still works)."""
 
@@ -148,14 +162,32 @@ class Policy:
 
     def evaluate(self, action: Mapping[str, Any], facts: Facts = NO_FACTS) -> PolicyResult:
         """Decide one action (a JSON object per SPEC §1) given what the store knows."""
-        try:
-            run = self._runners[action["action"]]
-        except (KeyError, TypeError, IndexError):
+        # The common case (no facts from the store, a plain dict) is answered by the
+        # `decide` generated for the action's context: name, environment, agent and
+        # capabilities. Anything else takes the general path.
+        if facts is not NO_FACTS or type(action) is not dict:
             return self._evaluate_general(action, facts)
-        return run(action, facts)
+        caps = action.get("capabilities")
+        if type(caps) is list:
+            caps = tuple(caps)
+        elif caps is not None:
+            return self._evaluate_general(action, facts)
+        key = (action.get("action"), action.get("environment"), action.get("agent"), caps)
+        try:
+            decide, rank = self._shortcuts[key]
+        except KeyError:
+            decide, rank = self._shortcut(key)
+        except TypeError:  # an unhashable field
+            return self._evaluate_general(action, facts)
+        hint = action.get("risk")
+        if hint is not None and type(hint) is str:
+            hinted = _HINT_RANK.get(hint)
+            if hinted is not None and hinted > rank:
+                rank = hinted  # a hint raises the risk class, never lowers it
+        return decide(action, rank)
 
     def _evaluate_general(self, action: Mapping[str, Any], facts: Facts) -> PolicyResult:
-        """The reference path: every case, every check. The runners only take shortcuts."""
+        """The reference path: every case, every check. `evaluate` only takes shortcuts."""
         if type(action) is not dict and not isinstance(action, Mapping):
             raise BadInput("an action must be a JSON object")
         name = action.get("action")
@@ -164,10 +196,6 @@ class Policy:
         plan = self._plans.get(name)
         if plan is None:
             plan = self._plan_for(name)
-        if type(action) is dict and name not in self._runners:
-            if len(self._runners) >= _PLAN_CACHE_LIMIT:
-                self._runners.clear()
-            self._runners[name] = self._runner(plan, name)
         agent = action.get("agent")
         if type(agent) is not str:
             agent = None
@@ -247,138 +275,165 @@ class Policy:
         return cached
 
     def _narrow(
-        self, plan: _Plan, env: str | None, agent: str | None, caps: tuple[Any, ...] | None
-    ) -> _Narrowed:
+        self, plan: _Plan, name: str, env: str | None, agent: str | None,
+        caps: tuple[str, ...] | None,
+    ) -> tuple[list[tuple[Rule, tuple[Condition, ...]]], list[Rule]]:
         """The plan's rules for one context, their context conditions already decided.
 
         Conditions on `environment`, `agent` and `capabilities` (literals, globs, `in`,
-        regexes) are checked once here; the tests that remain look only at the rest.
+        regexes) are checked once here, and so is a `when` that reads nothing but those
+        fields and `action`, when the context has each of them. Returns the rules still to
+        test, each with the conditions left, and the rules that match outright.
         """
-        probe: dict[str, Any] = {}
+        probe: dict[str, Any] = {"action": name}
         if env is not None:
             probe["environment"] = env
         if agent is not None:
             probe["agent"] = agent
         if caps is not None:
             probe["capabilities"] = list(caps)
-        kept: list[tuple[Rule, RuleTest]] = []
+        kept: list[tuple[Rule, tuple[Condition, ...]]] = []
         decided: list[Rule] = []
         for rule in plan.rules:
-            context, rest_test = self._split[rule]
+            context, rest, always = self._split[rule]
             for cond in context:
                 if not cond.holds(probe):
                     break
             else:
-                if rest_test is _ALWAYS:
+                if always:
                     decided.append(rule)  # nothing left to check: it matches here
-                else:
-                    kept.append((rule, rest_test))
-        env_key = env if env in self.environments else None
-        return tuple(kept), env_key, tuple(decided)
-
-    def _runner(self, plan: _Plan, name: str) -> Callable[[Mapping[str, Any], Facts], PolicyResult]:
-        """A closure deciding `name` for the common case, falling back to the general path.
-
-        The common case: no facts from the store, no risk hint, no note-bearing rule
-        (missing required field, CEL error or fallback). Everything it reads is bound in
-        the closure, so a decision is a handful of dict lookups and the candidate tests.
-        """
-        general = self._evaluate_general
-        narrow = self._narrow
-        by_context: dict[tuple[Any, ...], _Narrowed] = {}
-        risk = plan.risk
-        # Enum members hash through a Python-level __hash__: work with ranks (ints) here.
-        base_rank = _RISK_RANK[risk]
-        risks = list(Risk)
-        extras_by_rank = [self._plain_extras[r] for r in risks]
-        level_list: list[Level | None] = [None, *Level]
-        level_index = {
-            agent: level_list.index(lv) for agent, lv in (self._levels or {}).items()
-        }
-        default_index = level_list.index(self._default_level)
-        scopes = self._scopes
-        threshold = self._confidence_below
-        cache: dict[tuple[Any, ...], tuple[PolicyResult, bool]] = {}
-        decide = self._decide
-        no_facts = NO_FACTS
-        missing = _CEL_MISSING
-        denied: dict[tuple[str, int], PolicyResult] = {}  # scope denials
-        defaults_requirements = self._defaults_requirements
-        policy_hash = self.hash
-
-        def run(action: Mapping[str, Any], facts: Facts) -> PolicyResult:
-            if facts is not no_facts:
-                return general(action, facts)
-            rank = base_rank
-            hint = action.get("risk")
-            if hint is not None:
-                hinted = _HINT_RANK.get(hint) if type(hint) is str else None
-                if hinted is not None and hinted > rank:
-                    rank = hinted  # a hint raises the class, never lowers it
-            agent = action.get("agent")
-            if type(agent) is not str:
-                if agent is not None:
-                    return general(action, facts)
-            elif agent in scopes and not scopes[agent](name):
-                result = denied.get((agent, rank))
-                if result is None:
-                    result = denied[(agent, rank)] = general(action, facts)
-                return result
-            x = extras_by_rank[rank]
-            index = level_index.get(agent, default_index)
-            env = action.get("environment")
-            if env is not None and type(env) is not str:
-                return general(action, facts)
-            caps = action.get("capabilities")
-            if caps is not None:
-                if type(caps) is not list:
-                    return general(action, facts)
-                caps = tuple(caps)
-            context = (env, agent, caps)
-            try:
-                entry = by_context.get(context)
-            except TypeError:  # a capability that is not a string
-                return general(action, facts)
-            if entry is None:
-                if len(by_context) >= 4096:  # too many distinct contexts: no shortcut
-                    return general(action, facts)
-                entry = by_context[context] = narrow(plan, env, agent, caps)
-            tests, env, matched = entry
-            lacking: tuple[tuple[Rule, tuple[str, ...]], ...] = ()
-            for rule, test in tests:
-                outcome = test(action, x)
-                if outcome is True:
-                    matched += (rule,)
-                elif type(outcome) is tuple:
-                    matched += (rule,)
-                    lacking += ((rule, outcome),)
-                elif outcome is not False and outcome is not missing and outcome is not None:
-                    return general(action, facts)
-            key = (index, rank, env, matched, lacking)
-            hit = cache.get(key)
-            if hit is None:
-                notes = {
-                    r: f"rule {r.name}: " + _lacking_text(names) for r, names in lacking
-                } or None
-                ordered = sorted(matched, key=_by_index)  # explanations follow the file
-                hit = decide(risks[rank], level_list[index], env, ordered, notes)
-                if len(cache) < 4096:
-                    cache[key] = hit
-            result, escalatable = hit
-            if escalatable and threshold is not None:
-                confidence = action.get("confidence")
-                if confidence is not None and type(confidence) in (int, float) and (
-                    confidence < threshold
+                    continue
+                when = rule.when
+                if (
+                    when is not None and when.fast is not None and not rest
+                    and not rule.requires and when.reads <= probe.keys()
                 ):
-                    return PolicyResult(
-                        decision=_REQUIRE, rules=(),
-                        reasons=(f"confidence {confidence} < {threshold}",),
-                        risk=risks[rank], requirements=defaults_requirements,
-                        errors=result.errors, policy_hash=policy_hash, level=result.level,
-                    )
+                    # Every field it reads is in the probe, so the action has each with
+                    # this very value (a null one would be absent here, and left to test).
+                    outcome = when.fast(probe, {})
+                    if outcome is True:
+                        decided.append(rule)
+                        continue
+                    if outcome is False or outcome is _CEL_MISSING or outcome is None:
+                        continue
+                kept.append((rule, rest))
+        return kept, decided
+
+    def _shortcut(self, key: tuple[Any, Any, Any, Any]) -> tuple[codegen.Decide, int]:
+        """The `decide` and base risk rank for a context `evaluate` has not seen yet."""
+        name, env, agent, caps = key
+        if type(name) is not str or not name:
+            entry = (self._general_decide, 0)  # the general path says what is wrong
+        else:
+            plan = self._plan_for(name)
+            entry = (self._context(plan, name, env, agent, caps), _RISK_RANK[plan.risk])
+        if len(self._shortcuts) >= _PLAN_CACHE_LIMIT:
+            self._shortcuts.clear()  # a flood of distinct contexts must not grow memory
+        self._shortcuts[key] = entry
+        return entry
+
+    def _context(
+        self, plan: _Plan, name: str, env: Any, agent: Any, caps: tuple[Any, ...] | None
+    ) -> codegen.Decide:
+        """The `decide` for one context of one action name.
+
+        Contexts that narrow alike share one `decide` and its results, whatever the action
+        name: fewer objects for a stream of varied actions to touch.
+        """
+        if (
+            (env is not None and type(env) is not str)
+            or (agent is not None and type(agent) is not str)
+            or (caps is not None and any(type(c) is not str for c in caps))
+        ):
+            # Only plain strings make a context: 1 == 1.0 == True would share one.
+            return self._general_decide
+        scope = self._scopes.get(agent) if agent is not None else None
+        if scope is not None and not scope(name):
+            denial = self._denials.get((name, agent))
+            if denial is None:
+                if len(self._denials) >= _PLAN_CACHE_LIMIT:
+                    self._denials.clear()
+                denial = self._denials[(name, agent)] = self._denial()
+            return denial
+        kept, matched = self._narrow(plan, name, env, agent, caps)
+        levels = self._levels
+        level = None if levels is None else levels.get(agent, self._default_level)
+        env_key = env if env in self.environments else None
+        rules = tuple(rule for rule, _ in kept)
+        key = (rules, tuple(matched), level, env_key)
+        shared = self._contexts.get(key)
+        if shared is not None:
+            return shared
+        compiled = self._compiled.get(rules)
+        if compiled is None:
+            if len(self._compiled) >= _PLAN_CACHE_LIMIT:
+                self._compiled.clear()
+            compiled = self._compiled[rules] = codegen.compile_tests(kept, self._runtime)
+        factory, layout = compiled
+        results: dict[int, Any] = {}
+        decide = self._decide
+        threshold = self._confidence_below
+        risks = _RISKS
+
+        def fill(action: Mapping[str, Any], rank: int, mask: int) -> Any:
+            rules = list(matched)
+            for bit, rule in layout.rules:
+                if mask & bit:
+                    rules.append(rule)
+            notes: dict[Rule, str] | None = None
+            for rule, fields in layout.lacking:
+                names = tuple(name for bit, name in fields if mask & bit)
+                if names:
+                    if notes is None:
+                        notes = {}
+                    notes[rule] = f"rule {rule.name}: " + _lacking_text(names)
+            rules.sort(key=_by_index)  # explanations follow the file
+            result, escalatable = decide(risks[rank], level, env_key, rules, notes)
+            # Results escalation may raise carry a cache of their raised forms.
+            hit: Any = (result, {}) if escalatable and threshold is not None else result
+            if len(results) < _RESULTS_PER_CONTEXT:
+                results[mask << 2 | rank] = hit
+            return hit
+
+        shared = factory(results, fill)
+        if len(self._contexts) >= _PLAN_CACHE_LIMIT:
+            self._contexts.clear()
+        self._contexts[key] = shared
+        return shared
+
+    def _denial(self) -> codegen.Decide:
+        """A `decide` for an agent whose scope excludes the action name (rule 1)."""
+        general = self._evaluate_general
+        by_rank: dict[int, PolicyResult] = {}
+
+        def denied(action: Mapping[str, Any], rank: int) -> PolicyResult:
+            result = by_rank.get(rank)
+            if result is None:
+                result = by_rank[rank] = general(action, NO_FACTS)
             return result
 
-        return run
+        return denied
+
+    def _raise_for_confidence(
+        self, hit: tuple[PolicyResult, dict[tuple[Any, type], PolicyResult]], confidence: Any
+    ) -> PolicyResult:
+        """The require_approval a confidence below the threshold turns `hit` into (rule 5)."""
+        result, raised = hit
+        # Keyed by type too, and never for zero: 1 == 1.0 and 0.0 == -0.0, but the reason
+        # prints them differently.
+        key = (confidence, type(confidence))
+        cached = raised.get(key)
+        if cached is not None:
+            return cached
+        escalated = PolicyResult(
+            decision=_REQUIRE, rules=(),
+            reasons=(f"confidence {confidence} < {self._confidence_below}",),
+            risk=result.risk, requirements=self._defaults_requirements,
+            errors=result.errors, policy_hash=self.hash, level=result.level,
+        )
+        if confidence and len(raised) < _RESULTS_PER_CONTEXT:
+            raised[key] = escalated
+        return escalated
 
     def _decide(
         self,
