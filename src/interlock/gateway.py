@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from interlock import autonomy, grants
+from interlock import autonomy, grants, jsonvalue
 from interlock.errors import BadInput, Forbidden, NotFound, TooMany
+from interlock.insights import apply as policy_change
 from interlock.policy import Policy
 from interlock.policy.match import compile_glob
 from interlock.policy.records import (
@@ -25,7 +26,17 @@ from interlock.policy.records import (
     PolicyResult,
     Requirements,
 )
-from interlock.store import Annotation, Claim, Request, Reviewer, State, Store, Vote
+from interlock.store import (
+    Admission,
+    AgentPaused,
+    Annotation,
+    Claim,
+    Request,
+    Reviewer,
+    State,
+    Store,
+    Vote,
+)
 from interlock.store.grants import Grant, GrantGone, NewGrant
 from interlock.store.records import Verdict
 
@@ -104,21 +115,33 @@ class Gateway:
         self.public_url = (public_url or "").rstrip("/")
         self._rate: dict[str, deque[float]] = {}
         self._rate_lock = threading.Lock()
+        self.swap_policy(policy)
+
+    def swap_policy(self, policy: Policy) -> None:
+        """Decide with `policy` from now on (a policy change applied while serving).
+
+        Stored requests keep the requirements and policy hash they were decided under; a
+        decision already being made finishes with the policy it started with."""
         # Promotions and demotions are written by the store, in the transaction of their cause.
-        store.autonomy = policy.autonomy
+        self.store.autonomy = policy.autonomy
         self._needs_history = bool(
             policy.escalation.novel_action
             or policy.escalation.novel_recipient
             or policy.escalation.repeated_failures is not None
             or policy.autonomy is not None
         )
+        self.policy = policy
 
     # --- agents -----------------------------------------------------------------------
     def prepare(self, body: Mapping[str, Any], agent: Principal) -> dict[str, Any]:
-        """The action as the policy and store will see it, checked against the token."""
+        """The action as the policy and store will see it, checked against the token.
+
+        Embedded callers hand over Python values no HTTP body can carry (NaN, a lone
+        surrogate, any depth or size): they are refused here as the server refuses them."""
         if not isinstance(body, Mapping):
             raise BadInput("an action must be a JSON object")
         action = dict(body)
+        jsonvalue.check(action, max_bytes=jsonvalue.MAX_BODY)
         name = action.get("action")
         if not isinstance(name, str) or not name.strip():
             raise BadInput("`action` is required: a non-empty string naming the operation")
@@ -153,11 +176,12 @@ class Gateway:
             )
         return action
 
-    def facts_for(self, action: Mapping[str, Any]) -> Facts:
-        """What the store knows of this action's history, plus the kill switch."""
+    def facts_for(self, action: Mapping[str, Any], *, pause: bool = True) -> Facts:
+        """What the store knows of this action's history, plus the kill switch (unless
+        `pause` is False: a submit checks it in its own transaction instead)."""
         agent = str(action["agent"])
         if not self._needs_history:
-            paused = self.store.paused(agent)
+            paused = self.store.paused(agent) if pause else None
             return Facts(paused=paused) if paused is not None else NO_FACTS
         context = action.get("context")
         run_id = context.get("run_id") if isinstance(context, dict) else None
@@ -191,34 +215,40 @@ class Gateway:
         transaction (an agent about to run it saves a round trip and a commit)."""
         action = self.prepare(body, agent)
         self._check_rate(agent.name)
-        key = action.get("idempotency_key")
-        if key is None and self.store.count_pending(agent.name) >= (
-            self.policy.limits.pending_per_agent
-        ):
-            raise TooMany(
-                f"agent `{agent.name}` has {self.policy.limits.pending_per_agent} requests "
-                "waiting for people already; wait for decisions before submitting more",
-                code="pending_limit",
-            )
-        evaluated = self.policy.evaluate(action, self.facts_for(action))
+        # The pending limit, and the pause where the facts did not read it, are checked in
+        # the submit's own transaction: they hold at its commit, and cost no extra read.
+        limit = None if action.get("idempotency_key") is not None else (
+            self.policy.limits.pending_per_agent)
+        admit = Admission(pending_limit=limit, unpaused=not self._needs_history)
+        facts = self.facts_for(action, pause=False)
+        try:
+            return self._decide_and_store(action, agent, facts, claim, admit)
+        except AgentPaused as paused:  # paused since: decide again, knowing it
+            facts = Facts(paused=paused.reason)
+            admit = Admission(pending_limit=limit)
+            return self._decide_and_store(action, agent, facts, claim, admit)
+
+    def _decide_and_store(self, action: dict[str, Any], agent: Principal, facts: Facts,
+                          claim: bool, admit: Admission) -> Submitted:
+        evaluated = self.policy.evaluate(action, facts)
         result, grant = self._remembered(evaluated, action)
         try:
-            return self._store(action, agent, result, grant, claim)
+            return self._store(action, agent, result, grant, claim, admit)
         except GrantGone:  # revoked or expired since it was read: decide without it
-            return self._store(action, agent, evaluated, None, claim)
+            return self._store(action, agent, evaluated, None, claim, admit)
 
     def _store(self, action: dict[str, Any], agent: Principal, result: PolicyResult,
-               grant: Grant | None, claim: bool) -> Submitted:
+               grant: Grant | None, claim: bool, admit: Admission) -> Submitted:
         if claim:
             request, claimed = self.store.submit_claimed(
                 agent=agent.name, action=action, result=result,
                 lease=self.policy.defaults.claim_lease, redact_paths=self.policy.redact,
-                grant=grant,
+                grant=grant, admit=admit,
             )
             return Submitted(request=request, result=request.result, claim=claimed)
         request = self.store.submit(
             agent=agent.name, action=action, result=result, redact_paths=self.policy.redact,
-            grant=grant,
+            grant=grant, admit=admit,
         )
         # An idempotent replay returns the first request; its stored answer stands.
         return Submitted(request=request, result=request.result)
@@ -340,6 +370,12 @@ class Gateway:
         )
         if decided.state is State.APPROVED and autonomy.is_gated_change(decided):
             return autonomy.apply(self.store, decided.id)
+        if decided.state is State.APPROVED and policy_change.is_gated_change(decided):
+            # The approving server rewrites the file it serves and serves the result.
+            return policy_change.apply_approved(self.store, decided.id,
+                                                policy_file=self.policy.file,
+                                                swap=self.swap_policy,
+                                                served_hash=self.policy.hash)
         return decided
 
     # --- admins -----------------------------------------------------------------------
@@ -371,6 +407,8 @@ class Gateway:
         """Run the policy on the edited action; stricter requirements replace the old."""
         if not isinstance(args, dict):
             raise BadInput("edited `args` must be an object")
+        # the same limits as a proposal: edits come from pages, terminals and channels too
+        jsonvalue.check({"args": args}, max_bytes=jsonvalue.MAX_BODY)
         edited = {**request.action, "args": args}
         for key in FILLED_FROM_ARGS:
             if key in args:
@@ -397,6 +435,12 @@ class Gateway:
     ) -> Request:
         if not to or not all(isinstance(x, str) and x.strip() for x in to):
             raise BadInput("`to` must name at least one group or `user:NAME`")
+        # A change to interlock itself waits for a second admin (SPEC §8): adding reviewers
+        # to it would let someone who is not an admin approve it. Refused here, so the API,
+        # the pages and Slack all refuse it.
+        if self.store.get(request_id).agent == autonomy.INTERLOCK_AGENT:
+            raise Forbidden(f"request `{request_id}` is a change to interlock itself: a second "
+                            "admin approves it, and it is not delegated", code="not_delegable")
         return self.store.delegate(request_id, reviewer=reviewer.reviewer, to=list(to),
                                    version=version)
 

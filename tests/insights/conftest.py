@@ -1,7 +1,9 @@
-"""Fixtures for the insights tests: a fresh store on a fake clock, seeded with a known history."""
+"""Fixtures for the insights tests: a fresh store on a fake clock, seeded with a known history;
+`local` runs the same history under a copy of the policy that applying advice may rewrite."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,3 +31,11 @@ def store(tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
 @pytest.fixture
 def history(store: Store, clock: FakeClock) -> History:
     return seed(Gateway(load_policy(POLICY), store), clock)
+
+
+@pytest.fixture
+def local(store: Store, clock: FakeClock, tmp_path: Path) -> History:
+    """The seeded history, decided under `tmp_path/interlock.yaml` (a copy of the policy)."""
+    path = tmp_path / "interlock.yaml"
+    shutil.copy(POLICY, path)
+    return seed(Gateway(load_policy(path), store), clock)

@@ -55,7 +55,7 @@ def _register() -> None:
     app.command()(demo_cli.demo)
     from interlock.cli import insights as insights_cli
 
-    app.command()(insights_cli.insights)
+    app.add_typer(insights_cli.app, name="insights")
     app.command(name="export-feedback")(insights_cli.export_feedback)
     from interlock.cli import integrations as integrations_cli
 

@@ -1,11 +1,13 @@
-"""`interlock insights` and `interlock export-feedback`: the feedback loop from a terminal.
+"""`interlock insights [apply]` and `interlock export-feedback`: the feedback loop from a terminal.
 
 Insights read the database (`--db`) or ask a server (`--server --token`); both print the same
-tables and advice. Names an agent chose are printed as plain text, never as Rich markup.
+tables and advice. `insights apply` rewrites the policy file for one advice item (a loosening
+waits for a second admin). Names an agent chose are printed as plain text, never as Rich markup.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from pathlib import Path
@@ -21,12 +23,18 @@ from rich.text import Text
 from interlock.cli.db import DEFAULT_DB
 from interlock.errors import BadInput
 from interlock.insights.advice import payload
+from interlock.insights.apply import apply_advice
 from interlock.insights.export import export_lines
 from interlock.insights.figures import GROUPINGS, parse_window, report
 from interlock.server.ui_views import visible
 from interlock.store import open_store
 
 DEFAULT_POLICY = "interlock.yaml"
+
+app = typer.Typer(
+    help="Rates, time to decision and gate-tuning advice, as tables; `apply` applies an item.",
+    invoke_without_command=True, no_args_is_help=False, rich_markup_mode=None,
+)
 
 DbOpt = Annotated[str | None, typer.Option(
     "--db", help=f"Database URL: sqlite:///FILE or postgresql://... [default: {DEFAULT_DB}]")]
@@ -116,6 +124,9 @@ def advice_panels(data: dict[str, Any]) -> list[Panel]:
         if a["loosens"]:
             parts.append(Text("loosens a gate: applying it needs a second admin's approval",
                               style="yellow"))
+        if a["diff"]:
+            parts.append(Text("apply it: interlock insights apply " + visible(a["id"]),
+                              style="dim"))
         panels.append(Panel(Group(*parts), title=_t(f"{a['kind']}: {a['title']}"),
                             title_align="left"))
     return panels
@@ -134,7 +145,9 @@ def render(data: dict[str, Any], console: Console) -> None:
         console.print(Text("No advice: no figure crossed a threshold in this window."))
 
 
+@app.callback()
 def insights(
+    ctx: typer.Context,
     db: DbOpt = None,
     server: ServerOpt = None,
     token: TokenOpt = None,
@@ -143,7 +156,10 @@ def insights(
     policy: PolicyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Rates, time to decision and gate-tuning advice, as tables."""
+    """Rates, time to decision and gate-tuning advice, as tables; `insights apply ADVICE_ID`
+    applies one advice item to the policy file."""
+    if ctx.invoked_subcommand is not None:
+        return
     if by not in GROUPINGS:
         raise BadInput(f"--by is one of {', '.join(GROUPINGS)}, not `{by}`")
     seconds = parse_window(window)
@@ -168,6 +184,76 @@ def insights(
         typer.echo(json.dumps(data, indent=2, sort_keys=True))
         return
     render(data, Console(highlight=False, soft_wrap=False))
+
+
+@app.command("apply")
+def apply_(
+    advice_id: Annotated[str, typer.Argument(
+        metavar="ADVICE_ID", help="The item's id as `interlock insights` prints it "
+        "(KIND-SUBJECT@HASH: the hash is the policy's when the advice was computed).")],
+    db: DbOpt = None,
+    server: ServerOpt = None,
+    token: Annotated[str | None, typer.Option(
+        "--token", envvar="INTERLOCK_TOKEN", help="An admin token, with --server.")] = None,
+    policy: Annotated[Path | None, typer.Option(
+        "--policy", help=f"The policy file to change, with --db [default: ./{DEFAULT_POLICY}]. "
+        "With --server, the file the server runs is changed.")] = None,
+    window: Annotated[str, typer.Option(
+        "--window", help="The window the advice was computed over: 30m, 12h, 7d ...")] = "7d",
+    reason: Annotated[str | None, typer.Option(
+        "--reason", help="Why, for the second admin and the audit trail.")] = None,
+    requested_by: Annotated[str | None, typer.Option(
+        "--as", help="The admin applying it, with --db (default: the login name).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply one advice item to the policy file, comments kept, checked to load, audited.
+
+    A change that only tightens is applied at once. A change that loosens a gate is stored
+    as a request that a second admin approves (`interlock approve ID`, the UI, or the API);
+    approving it applies it, and the server that approves it decides with the new policy.
+    The id names the policy hash the advice was computed against: if the file changed since,
+    nothing is written. With --db, a server running the same file follows the change within a
+    few seconds."""
+    seconds = parse_window(window)
+    if server is not None:
+        if db is not None or policy is not None or requested_by is not None:
+            raise BadInput("with --server, the server's policy file and your token's admin "
+                           "apply it: leave out --db, --policy and --as")
+        from interlock.cli.review import Api
+
+        with Api(server, token) as api:
+            data: dict[str, Any] = api.call(
+                "POST", "/v1/insights/apply",
+                body={"advice_id": advice_id, "window": window, "reason": reason})
+        request = data.get("request") or {}
+        data["request_id"] = request.get("id")
+    else:
+        path = policy if policy is not None else Path(DEFAULT_POLICY)
+        if not path.is_file():
+            raise BadInput(f"no policy file `{path}`: pass --policy FILE")
+        store = open_store(db or DEFAULT_DB)
+        try:
+            asker = requested_by or getpass.getuser()
+            done = apply_advice(store, policy_file=str(path), advice_id=advice_id,
+                                admin=asker, window=seconds, reason=reason)
+        finally:
+            store.close()
+        data = {**done.to_json(), "policy_file": done.file, "requested_by": asker}
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    if data["status"] == "pending":
+        rid = data["request_id"]
+        typer.echo(rid)
+        typer.echo(f"advice {visible(advice_id)} loosens a gate: request {rid} waits for a "
+                   f"second admin. Approve it with `interlock approve {rid}` (or in the UI, or "
+                   f"POST /v1/actions/{rid}/decision) as an admin other than the one asking; "
+                   "approving it applies the change", err=True)
+        return
+    typer.echo(visible(data["diff"]), nl=False)
+    typer.echo(f"applied {visible(advice_id)} to {visible(data['policy_file'])}: policy "
+               f"{data['old_hash'][:12]} -> {data['new_hash'][:12]}, audited as policy.changed",
+               err=True)
 
 
 def export_feedback(

@@ -1,11 +1,14 @@
 """`interlock serve`: the HTTP API and the reviewer UI under uvicorn, with SPEC §6's defaults.
 
 On PostgreSQL every running server records its policy hash in the database, and a server
-whose policy differs from the others' refuses to start.
+whose policy differs from the others' refuses to start. A policy change applied through
+interlock is followed by every server (`server.policy_follow`); each heartbeat records the
+hash the server decides with now.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -22,13 +25,18 @@ import typer
 from interlock.cli.db import DEFAULT_DB
 from interlock.errors import InterlockError
 from interlock.gateway import Gateway
-from interlock.policy import load_policy
+from interlock.policy import Policy, load_policy
 from interlock.server.settings import ServerSettings
 from interlock.store import Store, open_store
 
 DEFAULT_POLICY = "interlock.yaml"
 #: Seconds between a server's heartbeats in `interlock_servers`; twice that and it is gone.
 HEARTBEAT = 10.0
+#: Seconds an idle keep-alive connection stays open. uvicorn's 5 s equals httpx's pool
+#: expiry, so a client reusing a connection it thinks is 4.9 s idle meets this server's close
+#: and its request is dropped unanswered. The client's pool (httpx 5 s, aiohttp 15 s) or a
+#: load balancer in front (often 60 s) must always be the side that closes an idle connection.
+KEEP_ALIVE = 65
 
 
 class PolicyMismatch(InterlockError):
@@ -89,12 +97,17 @@ class Registration:
                                         name="interlock-heartbeat")
         self._thread.start()
 
+    def serving(self, policy: Policy) -> None:
+        """This server decides with another policy now (an applied change)."""
+        self.policy_hash = policy.hash
+
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT):
             try:
                 with self.store.engine.begin() as conn:
                     conn.execute(_SERVERS.update().where(_SERVERS.c.id == self.id)
-                                 .values(seen_at=self.store.clock.now()))
+                                 .values(seen_at=self.store.clock.now(),
+                                         policy_hash=self.policy_hash))
             except sa.exc.SQLAlchemyError:
                 continue
 
@@ -113,6 +126,20 @@ def _first_admin(store: Store) -> str | None:
         return None
     _, secret = store.create_token(kind="admin", name="admin", actor="system")
     return secret
+
+
+def _raise_fd_limit() -> None:
+    """Lift the soft open-files limit to the hard one: each waiting agent holds a socket, and
+    a common soft limit of 1024 would stop accepting connections near 1,000 waiters."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):  # refused: keep the soft limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _logging() -> None:
@@ -139,6 +166,7 @@ def serve(
     import uvicorn
 
     from interlock.server.app import create_app
+    from interlock.server.policy_follow import PolicyFollower
 
     if policy is None:
         path = Path(DEFAULT_POLICY)
@@ -149,6 +177,7 @@ def serve(
     loaded = load_policy(path)
     store = open_store(db)
     registration: Registration | None = None
+    follower: PolicyFollower | None = None
     if store.engine.dialect.name == "postgresql":
         registration = Registration(store, loaded.hash)
         registration.claim()
@@ -159,6 +188,9 @@ def serve(
                                   secure_cookies=url.startswith("https://"))
         gateway = Gateway(loaded, store, public_url=public_url)
         app = create_app(gateway, settings)
+        follower = PolicyFollower(app.state.gateway, on_change=registration.serving
+                                  if registration is not None else None)
+        follower.start()
         typer.echo(f"interlock {loaded.hash[:12]} serving the API and the reviewer UI at "
                    f"{url}/")
         secret = _first_admin(store)
@@ -167,9 +199,12 @@ def serve(
             typer.echo(f"  {url}/login?token={secret}")
         sys.stdout.flush()
         _logging()
+        _raise_fd_limit()
         uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning",
-                    lifespan="on")
+                    lifespan="on", timeout_keep_alive=KEEP_ALIVE)
     finally:
+        if follower is not None:
+            follower.stop()
         if registration is not None:
             registration.release()
         store.close()

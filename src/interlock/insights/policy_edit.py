@@ -2,7 +2,9 @@
 checked by loading the result, and shown as a unified diff.
 
 Round-trip YAML (ruamel) rewrites only what changes; the indentation style is taken from the
-file itself, so the diff shows the change and nothing else.
+file itself, so the diff shows the change and nothing else. A change is also plain data
+(`AddRule`, `RuleToAllow`, `ScopeAgent`, tagged by `op`), so it can wait for a second admin's
+approval and be made again, identically, against the same file.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 import difflib
 import io
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from interlock.errors import PolicyError
+from interlock.errors import BadInput, PolicyError
 from interlock.policy import load_policy_text
 
 #: Keys that only a require_approval rule carries; dropped when a rule becomes an allow rule.
@@ -198,3 +201,83 @@ def read_source(path: str | None) -> str | None:
             return f.read()
     except (OSError, UnicodeDecodeError):
         return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddRule:
+    """Append a rule to `rules` (its name made unique among the file's rules)."""
+
+    op: Literal["add_rule"] = "add_rule"
+    """Tag."""
+    name: str
+    """The new rule's name."""
+    match: dict[str, Any] = field(default_factory=dict)
+    """Its `match` block, written in flow style."""
+    decision: Literal["allow", "require_approval"]
+    """Its decision."""
+
+    def edit(self) -> Edit:
+        return add_rule(self.name, self.match, self.decision)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuleToAllow:
+    """Turn a rule into an allow rule, dropping its gate keys."""
+
+    op: Literal["rule_to_allow"] = "rule_to_allow"
+    """Tag."""
+    rule: str
+    """The rule's name."""
+
+    def edit(self) -> Edit:
+        return rule_to_allow(self.rule)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScopeAgent:
+    """Set what an agent may propose: `agents.<agent>.actions`."""
+
+    op: Literal["scope_agent"] = "scope_agent"
+    """Tag."""
+    agent: str
+    """The agent's name."""
+    actions: tuple[str, ...]
+    """The action globs it keeps."""
+
+    def edit(self) -> Edit:
+        return scope_agent(self.agent, list(self.actions))
+
+
+Change = AddRule | RuleToAllow | ScopeAgent
+
+
+def edits(changes: Sequence[Change]) -> Edit:
+    """One edit making every change in order."""
+    made = [c.edit() for c in changes]
+
+    def change(doc: CommentedMap) -> None:
+        for e in made:
+            e(doc)
+    return change
+
+
+def change_from_json(data: Any) -> Change:
+    """A change read back from JSON (a stored request's args); BadInput when malformed."""
+    if not isinstance(data, Mapping):
+        raise BadInput("a policy change must be an object")
+    op = data.get("op")
+    try:
+        if op == "add_rule" and data.get("decision") in ("allow", "require_approval"):
+            match = data["match"]
+            if not isinstance(match, Mapping):
+                raise TypeError
+            return AddRule(name=str(data["name"]), match=dict(match),
+                           decision=data["decision"])
+        if op == "rule_to_allow":
+            return RuleToAllow(rule=str(data["rule"]))
+        if op == "scope_agent" and isinstance(data.get("actions"), list | tuple):
+            return ScopeAgent(agent=str(data["agent"]),
+                              actions=tuple(str(a) for a in data["actions"]))
+    except (KeyError, TypeError):
+        pass
+    raise BadInput(f"not a policy change this version can make: `{op}`")

@@ -1,10 +1,12 @@
 """The operators' side: the audit trail and its check, insights, liveness and metrics.
 
-Insights are computed by `interlock.insights` (figures, then advice with policy diffs).
+Insights are computed by `interlock.insights` (figures, then advice with policy diffs); an
+admin applies an advice item to the policy file the server runs, which then decides with it.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from starlette.requests import Request as HttpRequest
@@ -12,9 +14,12 @@ from starlette.responses import PlainTextResponse, Response
 
 from interlock.errors import BadInput
 from interlock.insights.advice import payload
+from interlock.insights.apply import apply_advice
 from interlock.insights.figures import GROUPINGS, GroupBy, parse_window, report
-from interlock.server.api import Endpoint, Param, caller, ctx, ok, query_int, run
+from interlock.server.api import Endpoint, Param, body_json, caller, ctx, ok, query_int, run
 from interlock.server.models import (
+    AppliedOut,
+    ApplyAdviceIn,
     AuditOut,
     HealthOut,
     InsightsOut,
@@ -79,6 +84,28 @@ async def insights(request: HttpRequest) -> Response:
     return ok(await run(compute))
 
 
+async def apply(request: HttpRequest) -> Response:
+    """Apply one advice item: a tightening at once, a loosening once a second admin approves."""
+    who = await caller(request, "admin")
+    body, _ = await body_json(request, ApplyAdviceIn)
+    window = parse_window(body.window)
+    c = ctx(request)
+    gateway = c.gateway
+
+    def work() -> dict[str, Any]:
+        done = apply_advice(gateway.store, policy_file=gateway.policy.file,
+                            advice_id=body.advice_id, admin=who.name, window=window,
+                            reason=body.reason, swap=gateway.swap_policy,
+                            served_hash=gateway.policy.hash)
+        pending = gateway.store.get(done.request_id) if done.request_id else None
+        return {"status": done.status, "advice_id": done.advice_id, "kind": done.kind,
+                "policy_file": os.path.basename(done.file), "diff": done.diff,
+                "old_hash": done.old_hash, "new_hash": done.new_hash,
+                "request": c.request_json(pending) if pending is not None else None}
+
+    return ok(await run(work))
+
+
 async def healthz(request: HttpRequest) -> Response:
     return ok({"status": "ok", "policy_hash": ctx(request).gateway.policy.hash})
 
@@ -113,6 +140,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                           schema={"type": "string"}),
                     Param(name="by", description="group figures by rule, action or agent",
                           schema={"type": "string", "enum": ["rule", "action", "agent"]}))),
+    Endpoint(method="POST", path="/v1/insights/apply", handler=apply,
+             summary="Apply an advice item to the policy file: a tightening at once, a "
+             "loosening as a request a second admin approves", roles=("admin",),
+             body=ApplyAdviceIn, response=AppliedOut, errors=(404, 409), tags=_T),
     Endpoint(method="GET", path="/healthz", handler=healthz, summary="Liveness", roles=(),
              response=HealthOut, tags=_T),
     Endpoint(method="GET", path="/metrics", handler=metrics, summary="Prometheus metrics",

@@ -384,6 +384,33 @@ class InsightsOut(_Out):
     advice: list[Advice]
 
 
+class ApplyAdviceIn(_In):
+    """An admin applies one advice item of `/v1/insights` to the policy file the server runs."""
+
+    advice_id: str = Field(min_length=1, max_length=1000)
+    """The item's `id`; it names the policy hash it was computed against."""
+    window: str = "7d"
+    """The window the item was computed over."""
+    reason: str | None = Field(default=None, max_length=4000)
+    """Why, for the second admin and the audit trail."""
+
+
+class AppliedOut(_Out):
+    """Applied at once (a tightening), or waiting for a second admin (a loosening)."""
+
+    status: Literal["applied", "pending"]
+    advice_id: str
+    kind: str
+    policy_file: str
+    """The policy file's name."""
+    diff: str
+    old_hash: str
+    new_hash: str | None
+    """The policy hash the server runs now (None while pending)."""
+    request: RequestOut | None
+    """The `policy.change` request a second admin approves (pending only)."""
+
+
 class HealthOut(_Out):
     """Liveness."""
 
@@ -483,5 +510,5 @@ MODELS: tuple[type[BaseModel], ...] = (
     ActionIn, OutcomeIn, CancelIn, DecisionIn, DelegateIn, ResolveIn, ReviewIn, FeedbackIn,
     BatchDecisionIn, ErrorOut, EvaluateOut, SubmitOut, RequestOut, WaitOut, ClaimOut,
     BatchOut, QueueOut, AuditOut, VerifyOut, InsightsOut, HealthOut, RememberIn, AutonomyIn,
-    AgentOut, AgentsOut, GrantOut, GrantsOut,
+    AgentOut, AgentsOut, GrantOut, GrantsOut, ApplyAdviceIn, AppliedOut,
 )

@@ -1,4 +1,5 @@
-"""The insights page of the reviewer UI: figures, charts drawn as server-side SVG, and advice.
+"""The insights page of the reviewer UI: figures, charts drawn as server-side SVG, and advice
+that an admin applies to the policy file with a plain form (a loosening waits for a second admin).
 
 Charts are plain SVG shapes styled by classes from `static/insights.css` (the CSP allows no
 inline script or style); every number is also in a table beside them.
@@ -9,18 +10,22 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from interlock.errors import BadInput
+from interlock.errors import BadInput, InterlockError
 from interlock.insights.advice import payload
+from interlock.insights.apply import apply_advice
 from interlock.insights.figures import GROUPINGS, GroupBy, parse_window, report
 
 if TYPE_CHECKING:
+    from interlock.gateway import Principal
     from interlock.server.ui import UI
+    from interlock.server.ui_session import Session
 
 WINDOWS = ("1h", "24h", "7d", "30d", "90d")
 #: Chart canvas, in SVG user units.
@@ -143,13 +148,11 @@ def diff_lines(diff: str) -> list[tuple[str, str]]:
 def routes(ui: UI) -> list[BaseRoute]:
     """The insights page, sharing the UI's sessions and templates."""
 
-    async def page(request: Request) -> Response:
-        auth = ui.signed_in(request)
-        if isinstance(auth, Response):
-            return auth
-        session, who = auth
-        q = request.query_params
-        window, by = q.get("window", "7d"), q.get("by", "rule")
+    gw = ui.gw
+
+    async def view(session: Session, who: Principal, window: str, by: str, *,
+                   status: int = 200, error: str | None = None,
+                   done: dict[str, str] | None = None) -> Response:
         try:
             seconds = parse_window(window)
             if by not in GROUPINGS:
@@ -157,7 +160,6 @@ def routes(ui: UI) -> list[BaseRoute]:
         except BadInput as exc:
             return ui.error(session, who, 400, "These insights cannot be shown", exc.message)
         group: GroupBy = by
-        gw = ui.gw
 
         def compute() -> dict[str, Any]:
             return payload(report(gw.store, window=seconds, by=group), gw.policy.file)
@@ -166,13 +168,50 @@ def routes(ui: UI) -> list[BaseRoute]:
         size = (data["series"][1]["start"] - data["series"][0]["start"]
                 if len(data["series"]) > 1 else data["window_seconds"])
         return ui.render(
-            "insights.html", session, who, data=data, window=window, by=by,
+            "insights.html", session, who, status=status, data=data, window=window, by=by,
             windows=WINDOWS, groupings=GROUPINGS,
             approvals=approvals_chart(data["series"], size),
             histogram=histogram_chart(data["histogram"]),
             queue=queue_chart(data["series"], size),
             diffs={i: diff_lines(a["diff"]) for i, a in enumerate(data["advice"])
                    if a["diff"]},
+            error=error, done=done or {}, policy_hash=gw.policy.hash,
         )
 
-    return [Route("/insights", page, methods=["GET"], name="ui-insights")]
+    async def page(request: Request) -> Response:
+        auth = ui.signed_in(request)
+        if isinstance(auth, Response):
+            return auth
+        session, who = auth
+        q = request.query_params
+        done = {k: q[k] for k in ("applied", "pending", "hash") if q.get(k)}
+        return await view(session, who, q.get("window", "7d"), q.get("by", "rule"), done=done)
+
+    async def apply(request: Request) -> Response:
+        """An admin applies one advice item: at once, or as a request for a second admin."""
+        got = await ui.posted(request)
+        if isinstance(got, Response):
+            return got
+        session, who, form = got
+        window, by = form.get("window") or "7d", form.get("by") or "rule"
+        if who.role != "admin":
+            return ui.error(session, who, 403, "Only admins change the policy",
+                            "Ask an admin to apply this advice.")
+        advice_id = form.get("advice_id", "").strip()
+        try:
+            done = await run_in_threadpool(
+                lambda: apply_advice(gw.store, policy_file=gw.policy.file,
+                                     advice_id=advice_id, admin=who.name,
+                                     window=parse_window(window),
+                                     reason=form.get("reason", "").strip() or None,
+                                     swap=gw.swap_policy, served_hash=gw.policy.hash))
+        except InterlockError as exc:
+            return await view(session, who, window, by, status=exc.status,
+                              error=f"`{advice_id}` was not applied: {exc.message}")
+        shown = ({"applied": done.advice_id, "hash": done.new_hash or ""}
+                 if done.status == "applied"
+                 else {"pending": done.request_id or "", "applied": done.advice_id})
+        return ui.redirect("/insights?" + urlencode({"window": window, "by": by, **shown}))
+
+    return [Route("/insights", page, methods=["GET"], name="ui-insights"),
+            Route("/insights/apply", apply, methods=["POST"])]
