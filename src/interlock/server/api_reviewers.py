@@ -14,7 +14,6 @@ from starlette.responses import Response
 from interlock.errors import BadInput, Forbidden
 from interlock.gateway import Principal
 from interlock.server.api import (
-    INTERLOCK_AGENT,
     Endpoint,
     Param,
     body_json,
@@ -25,7 +24,7 @@ from interlock.server.api import (
     query_int,
     run,
 )
-from interlock.server.auth import check_may_act_on, may_act_on
+from interlock.server.auth import asked_for, check_may_act_on, may_act_on
 from interlock.server.models import (
     AnnotationOut,
     BatchDecisionIn,
@@ -47,7 +46,7 @@ QUEUE_KINDS = ("approval", "review", "suggested", "unknown")
 
 def _not_own_gate(r: Request, who: Principal) -> None:
     """An admin never approves the interlock change they asked for themselves."""
-    if r.agent == INTERLOCK_AGENT and r.action.get("args", {}).get("requested_by") == who.name:
+    if asked_for(r, who):
         raise Forbidden(f"`{who.name}` asked for request `{r.id}` and may not decide it",
                         code="self_approval")
 
@@ -75,8 +74,12 @@ async def delegate(request: HttpRequest) -> Response:
     body, _ = await body_json(request, DelegateIn)
     to = [body.to] if isinstance(body.to, str) else body.to
     c = ctx(request)
-    r = await run(c.gateway.delegate, rid, who, to, body.version)
-    return ok(c.request_json(r))
+
+    def work() -> dict[str, Any]:
+        c.gateway.get(rid, who)  # 404 for what this caller may not see
+        return c.request_json(c.gateway.delegate(rid, who, to, body.version))
+
+    return ok(await run(work))
 
 
 async def resolve(request: HttpRequest) -> Response:
@@ -173,7 +176,7 @@ def _fits(r: Request, who: Principal, kind: str, defaults: tuple[str, ...], note
     if r.agent == who.name:
         return False
     if kind == "approval":
-        if r.requirements is None:
+        if r.requirements is None or asked_for(r, who):
             return False
         return bool(allowed_stages(r.requirements, r.progress, who.reviewer))
     if not may_act_on(who, r, defaults):

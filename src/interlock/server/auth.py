@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from starlette.requests import Request as HttpRequest
 
+from interlock.autonomy import INTERLOCK_AGENT
 from interlock.errors import Forbidden, InterlockError
 from interlock.gateway import Gateway, Principal, Role, authenticate
 from interlock.store import Request
@@ -91,6 +92,17 @@ def require(who: Principal, *roles: Role) -> Principal:
         raise Forbidden(f"this needs a {names} token; this one is a {who.role} token",
                         code="wrong_role")
     return who
+
+
+def asked_for(request: Request, who: Principal) -> bool:
+    """Whether `who` is the admin who asked for one of interlock's own gated changes (an
+    autonomy level, a policy change, a token): a second admin decides it, never they.
+
+    The rule `Gateway.decide` refuses a vote by (`self_approval`); the API and the pages
+    use this to say so before anyone tries."""
+    return request.agent == INTERLOCK_AGENT and (
+        request.action.get("args", {}).get("requested_by") == who.name
+    )
 
 
 def approvers_of(request: Request, defaults: Iterable[str]) -> set[str]:

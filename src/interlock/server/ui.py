@@ -25,6 +25,7 @@ from interlock.errors import Conflict, InterlockError, NotFound
 from interlock.gateway import Gateway, Principal, authenticate
 from interlock.server import ui_insights
 from interlock.server import ui_views as views
+from interlock.server.auth import check_may_act_on
 from interlock.server.settings import ServerSettings
 from interlock.server.ui_session import Session, Sessions, form_list, read_form
 from interlock.store import Request as Stored
@@ -418,6 +419,8 @@ class UI:
         if status not in ("done", "dismissed", "succeeded", "failed"):
             return again("Choose what happened.")
         try:
+            # the API's rule: the request's approvers, or an admin
+            check_may_act_on(who, req, self.gw.policy.defaults.approvers)
             self.gw.resolve(req.id, who, status,  # type: ignore[arg-type]
                             note=form.get("note", "").strip() or None)
         except InterlockError as exc:

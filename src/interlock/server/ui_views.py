@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from interlock.gateway import Principal
 from interlock.policy.explain import describe_gate, format_duration
+from interlock.server.auth import asked_for
 from interlock.store import Request, State, Store, quorum
 
 #: Characters that can make text read differently from what it is (bidi overrides, etc.).
@@ -184,17 +185,34 @@ def _email(content: Any) -> Preview:
     )
 
 
-def may_decide(request: Request, who: Principal) -> bool:
-    """Whether `who` may vote on this request now (an approver of an open stage)."""
+@dataclass(frozen=True, kw_only=True)
+class Decidable:
+    """Whether someone may vote on a request now: true when they may, else says why not."""
+
+    why: Literal["", "closed", "agent", "proposed", "asked", "not_an_approver"]
+    """Empty when they may; `proposed`: it is their own request; `asked`: they are the admin
+    who asked for this change to interlock, which a second admin decides."""
+
+    def __bool__(self) -> bool:
+        return not self.why
+
+
+def may_decide(request: Request, who: Principal) -> Decidable:
+    """Whether `who` may vote on this request now (an approver of an open stage), and the
+    reason the page gives when not."""
     if request.state is not State.PENDING or request.requirements is None:
-        return False
-    if who.role == "agent" or who.name == request.agent:
-        return False
+        return Decidable(why="closed")
+    if who.role == "agent":
+        return Decidable(why="agent")
+    if who.name == request.agent:
+        return Decidable(why="proposed")
+    if asked_for(request, who):
+        return Decidable(why="asked")
     try:
-        return bool(quorum.allowed_stages(request.requirements, request.progress,
-                                          who.reviewer))
+        allowed = quorum.allowed_stages(request.requirements, request.progress, who.reviewer)
     except (KeyError, IndexError, TypeError):
-        return False
+        allowed = []
+    return Decidable(why="" if allowed else "not_an_approver")
 
 
 @dataclass(kw_only=True)
