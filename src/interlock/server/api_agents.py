@@ -90,18 +90,25 @@ async def wait(request: HttpRequest) -> Response:
     c = ctx(request)
     deadline = time.monotonic() + timeout
     while True:
-        event = c.hub.subscribe(rid)
+        wake = c.hub.subscribe(rid)
         try:
             r = await run(c.gateway.get, rid, who)
             remaining = deadline - time.monotonic()
-            if r.state is not State.PENDING or remaining <= 0:
-                body = c.request_json(r)
-                body["changed"] = r.state is not State.PENDING
-                return ok(body)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), remaining)
+            if r.state is State.PENDING and remaining > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await wake.wait()
+                # The committed request the change carried, if newer than the one read:
+                # answered without a read back. Otherwise subscribe again and read.
+                new = wake.request
+                if new is None or new.version <= r.version or new.state is State.PENDING:
+                    continue
+                r = new
+            body = c.request_json(r)
+            body["changed"] = r.state is not State.PENDING
+            return ok(body)
         finally:
-            c.hub.unsubscribe(rid, event)
+            c.hub.unsubscribe(rid, wake)
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
