@@ -100,11 +100,13 @@ class Load:
 
     def __init__(self, urls: list[str], agent_tokens: list[str], reviewer_token: str,
                  counts: Counts) -> None:
-        # Idle connections are dropped before uvicorn's 5 s keep-alive closes them, so a
-        # request never races the server's close on a reused connection.
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None,
-                              keepalive_expiry=2.0)
-        self.http = httpx.AsyncClient(timeout=WAIT + 15.0, limits=limits)
+        # One client (one connection pool) per agent token, as each agent host would have:
+        # httpcore rescans its whole pool on every request, in quadratic time, so one pool
+        # holding all 1,000 long-polls stalled this loop for up to a minute, and the polls
+        # sent after the stall went out on connections the server had closed as idle.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        self.clients = {token: httpx.AsyncClient(timeout=WAIT + 15.0, limits=limits)
+                        for token in [*agent_tokens, reviewer_token]}
         self.urls, self.agents, self.reviewer = urls, agent_tokens, reviewer_token
         self.counts = counts
         self.to_decide: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
@@ -116,8 +118,8 @@ class Load:
     async def call(self, method: str, url: str, token: str,
                    json: object = None) -> dict[str, object] | None:
         try:
-            r = await self.http.request(method, url, json=json,
-                                        headers={"Authorization": f"Bearer {token}"})
+            r = await self.clients[token].request(
+                method, url, json=json, headers={"Authorization": f"Bearer {token}"})
         except httpx.HTTPError as exc:
             self.counts.error(f"{method} {url}: {type(exc).__name__} {exc}")
             return None
@@ -228,7 +230,8 @@ async def _drive(urls: list[str], pids: list[int], agents: list[str], reviewer: 
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    await load.http.aclose()
+    for client in load.clients.values():
+        await client.aclose()
     return Result(setup="", waiters=waiters, seconds=load.end - began,
                   rss_start=rss_start, rss_end=rss_end, counts=counts, peak_waiting=load.peak)
 

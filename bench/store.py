@@ -1,7 +1,8 @@
 """Store benchmark: full request cycles per second against plain insert transactions, per backend.
 
-Run `python -m bench.store [--seconds S] [--pg URL] [--no-pg]`; the anchor is measured in the same
-run, on the same database, with the same durability settings. Also times `audit verify`.
+Run `python -m bench.store [--seconds S] [--pg URL] [--no-pg] [--only cycles|verify]`; the anchor
+is measured in the same run, on the same database, with the same durability settings. Also times
+`audit verify`.
 """
 
 from __future__ import annotations
@@ -130,17 +131,19 @@ def pg_db(url: str) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def bench(name: str, url: str, connect_args: dict[str, Any], seconds: float,
-          verify_entries: int) -> list[str]:
+          verify_entries: int, only: str | None = None) -> list[str]:
     store = open_store(url, connect_args=connect_args)
     try:
         PLAIN.create(store.engine)
         lines = []
-        for workers in (1, 8):
+        for workers in (1, 8) if only != "verify" else ():
             plain, cycles = rates(store, workers, seconds)
             ratio = plain / cycles if cycles else float("inf")
             verdict = "ok" if ratio <= 6 else "MISSED"
             lines.append(f"| {name} | {workers} | {plain:,.0f} | {cycles:,.0f} | "
                          f"{ratio:.2f} | {verdict} (target <= 6) |")
+        if only == "cycles":
+            return lines
         fill_audit(store, verify_entries)
         total = store.audit_head()[0]
         per_s = 0.0
@@ -158,15 +161,17 @@ def bench(name: str, url: str, connect_args: dict[str, Any], seconds: float,
         store.close()
 
 
-def run(seconds: float = 5.0, verify_entries: int = 300_000, pg: str | None = None) -> str:
-    """Both backends' table (PostgreSQL skipped when `pg` is empty), as markdown."""
+def run(seconds: float = 5.0, verify_entries: int = 300_000, pg: str | None = None,
+        only: str | None = None) -> str:
+    """Both backends' table (PostgreSQL skipped when `pg` is empty), as markdown; `only`
+    ("cycles" or "verify") runs one part."""
     rows = ["| backend | workers | plain inserts/s | full cycles/s | inserts per cycle | |",
             "|---|---|---|---|---|---|"]
     with sqlite_db() as (url, ca):
-        rows += bench("sqlite", url, ca, seconds, verify_entries)
+        rows += bench("sqlite", url, ca, seconds, verify_entries, only)
     if pg:
         with pg_db(pg) as (url, ca):
-            rows += bench("postgresql", url, ca, seconds, verify_entries)
+            rows += bench("postgresql", url, ca, seconds, verify_entries, only)
     # On a shared host the anchor moves with the neighbours; the ratio is what to compare.
     rows.append("")
     rows.append(f"(cpus: {os.cpu_count()}, load average at the end: "
@@ -181,8 +186,10 @@ def main() -> None:
     parser.add_argument("--pg", default=os.environ.get(
         "INTERLOCK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--only", choices=("cycles", "verify"),
+                        help="run one part: the request cycles or audit verify")
     args = parser.parse_args()
-    print(run(args.seconds, args.verify_entries, None if args.no_pg else args.pg))
+    print(run(args.seconds, args.verify_entries, None if args.no_pg else args.pg, args.only))
 
 
 if __name__ == "__main__":
