@@ -78,6 +78,23 @@ def test_a_badly_signed_click_is_refused(
     assert gateway.store.votes(rid) == []
 
 
+def test_a_signed_but_unreadable_payload_gets_a_plain_answer(
+    client: TestClient, clock: FakeClock, gateway: Gateway
+) -> None:
+    rid = gateway.submit({"action": "task.restart"}, BOT).request.id
+    nested = "[" * 100_000 + "]" * 100_000  # json.loads alone would raise RecursionError
+    for text in (nested, "{not json", '{"user": {"id": NaN}}', '{"actions": []}'):
+        body = urlencode({"payload": text}).encode()
+        ts = str(int(clock.now()))
+        answer = client.post(slack.PATH, content=body, headers={
+            "x-slack-request-timestamp": ts, "x-slack-signature": slack.sign(SIGNING, ts, body),
+            "content-type": "application/x-www-form-urlencoded"})
+        assert answer.status_code == 200, text[:20]
+        assert answer.json()["text"] == "interlock could not read this interaction."
+    assert gateway.store.get(rid).state is State.PENDING
+    assert gateway.store.votes(rid) == []
+
+
 def test_a_button_cannot_approve_a_typed_confirmation_request(
     client: TestClient, clock: FakeClock, gateway: Gateway
 ) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import json
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -20,7 +19,8 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from interlock.errors import InterlockError
+from interlock import jsonvalue
+from interlock.errors import BadInput, InterlockError
 from interlock.gateway import Gateway, Principal
 from interlock.notify.config import SlackSettings, SlackUser, Target
 from interlock.notify.notice import Notice, clip, iso
@@ -138,12 +138,13 @@ def routes(gateway: Gateway, slack: SlackSettings | None) -> list[BaseRoute]:
                                            "the Slack request signature does not verify"}},
                                 status_code=401)
         try:
-            payload = json.loads(parse_qs(body.decode())["payload"][0])
+            # strict: a signed payload nested past the limit is refused, not a RecursionError
+            payload = jsonvalue.loads(parse_qs(body.decode())["payload"][0])
             user_id = str(payload["user"]["id"])
             clicked = payload["actions"][0]
             action_id = str(clicked["action_id"])
             value = str(clicked.get("value", ""))
-        except (KeyError, IndexError, TypeError, ValueError, UnicodeDecodeError):
+        except (BadInput, KeyError, IndexError, TypeError, ValueError, UnicodeDecodeError):
             return _reply("interlock could not read this interaction.")
         if action_id not in (APPROVE, DENY):
             return Response(status_code=200)  # the link button: nothing to do
