@@ -1,4 +1,5 @@
-"""Server benchmark: submits/s with durable SQLite audit vs a bare Starlette endpoint, and the
+"""Server benchmark: submits/s with durable SQLite audit vs a bare Starlette endpoint (and, to
+show what the commit alone costs, the bare endpoint doing one durable insert), and the
 commit-to-response delay of 500 waiting agents (SQLite, then two processes on PostgreSQL).
 
 Run as `python -m bench.server` (`python -m bench.server waiters`: the waiter rows alone);
@@ -63,6 +64,31 @@ def _bare_app() -> Any:
     return Starlette(routes=[Route("/bare", bare, methods=["GET", "POST"])])
 
 
+def _insert_app(path: str) -> Any:
+    """The bare endpoint plus one durable SQLite insert per request, with interlock's
+    settings (WAL, synchronous=FULL), on the event loop: the cost of the commit alone."""
+    import sqlite3
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+
+    async def bare(request: Request) -> JSONResponse:
+        body = await request.body()
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO t (body) VALUES (?)", (body.decode(),))
+        db.execute("COMMIT")
+        return JSONResponse({"ok": True})
+
+    return Starlette(routes=[Route("/bare", bare, methods=["GET", "POST"])])
+
+
 def _fastapi_app() -> Any:
     from fastapi import FastAPI, Request  # type: ignore[import-not-found,unused-ignore]
 
@@ -85,6 +111,8 @@ def serve(kind: str, port: int, db: str, policy: str) -> None:
 
     if kind == "bare":
         app = _bare_app()
+    elif kind == "insert":
+        app = _insert_app(db)
     elif kind == "fastapi":
         app = _fastapi_app()
     else:
@@ -169,7 +197,8 @@ class Proc:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                httpx.get(self.url + ("/bare" if kind in ("bare", "fastapi") else "/healthz"))
+                httpx.get(self.url + ("/bare" if kind in ("bare", "insert", "fastapi")
+                                       else "/healthz"))
                 return
             except httpx.HTTPError:
                 time.sleep(0.1)
@@ -448,6 +477,13 @@ def run() -> str:
                          f"{fast / anchor:.2f}×"))
         except ImportError:
             rows.append(("(a) bare FastAPI endpoint", "not installed", "–"))
+        ins = Proc("insert", f"{tmp}/insert.db")
+        try:
+            one = asyncio.run(_throughput(ins.url, "/bare", {"action": "read_x"}, {}))
+        finally:
+            ins.stop()
+        rows.append(("(a) bare Starlette + one durable SQLite insert (WAL, synchronous=FULL)",
+                     f"{one:,.0f} req/s", f"{one / anchor:.2f}×"))
         server = Proc("interlock", db, policy)
         try:
             sub = asyncio.run(_throughput(server.url, "/v1/actions", {"action": "read_x"},
