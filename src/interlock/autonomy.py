@@ -6,6 +6,7 @@ a second admin approves like any request; it is then applied once, by claiming i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from interlock.policy.records import (
     Risk,
     Stage,
 )
-from interlock.store import Request, State, Store
+from interlock.store import Claim, Request, State, Store
 from interlock.store.autonomy import INTERLOCK_AGENT, current_level
 
 __all__ = ["INTERLOCK_AGENT", "AgentLevel", "agent_levels", "apply", "propose"]
@@ -130,17 +131,28 @@ def is_gated_change(request: Request) -> bool:
     return request.agent == INTERLOCK_AGENT and request.action_name == SET_ACTION
 
 
+def claim_approved(
+    store: Store, request_id: str, *, is_change: Callable[[Request], bool], what: str
+) -> tuple[Request, Claim | None]:
+    """One of interlock's own changes, and the claim to carry it out when it is approved and
+    this process is the one to apply it (None: nothing to do, the request says why)."""
+    request = store.get(request_id)
+    if not is_change(request):
+        raise BadInput(f"request `{request_id}` is not {what}")
+    if request.state is not State.APPROVED:
+        return request, None
+    try:
+        return request, store.claim(request_id, agent=INTERLOCK_AGENT, lease=600.0)
+    except Conflict:  # another process applied it first, or its approval went stale
+        return store.get(request_id), None
+
+
 def apply(store: Store, request_id: str) -> Request:
     """Apply an approved `autonomy.set` request once; any other state is left as it is."""
-    request = store.get(request_id)
-    if not is_gated_change(request):
-        raise BadInput(f"request `{request_id}` is not an autonomy change")
-    if request.state is not State.APPROVED:
+    request, claim = claim_approved(store, request_id, is_change=is_gated_change,
+                                    what="an autonomy change")
+    if claim is None:
         return request
-    try:
-        claim = store.claim(request_id, agent=INTERLOCK_AGENT, lease=600.0)
-    except Conflict:  # another process applied it first, or its approval went stale
-        return store.get(request_id)
     args = claim.args
     store.set_level(str(args["agent"]), Level(str(args["level"])),
                     actor=f"admin:{args.get('requested_by')}", pinned=bool(args.get("pinned")),

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
+from interlock.autonomy import claim_approved
 from interlock.errors import BadInput, Conflict, Forbidden, InterlockError, NotFound, PolicyError
 from interlock.insights import policy_edit as pe
 from interlock.insights.advice import Advice, advise, text_hash
@@ -31,7 +32,7 @@ from interlock.policy.records import (
     Risk,
     Stage,
 )
-from interlock.store import Request, State, Store
+from interlock.store import Request, Store
 from interlock.store.autonomy import INTERLOCK_AGENT
 
 __all__ = [
@@ -224,15 +225,10 @@ def apply_approved(store: Store, request_id: str, *, policy_file: str | None,
                    swap: Swap | None = None, served_hash: str | None = None) -> Request:
     """Apply an approved `policy.change` request once, to `policy_file`; any other state is
     left as it is. A change that cannot be made (the file changed since) ends `failed`."""
-    request = store.get(request_id)
-    if not is_gated_change(request):
-        raise BadInput(f"request `{request_id}` is not a policy change")
-    if request.state is not State.APPROVED:
+    request, claim = claim_approved(store, request_id, is_change=is_gated_change,
+                                    what="a policy change")
+    if claim is None:
         return request
-    try:
-        claim = store.claim(request_id, agent=INTERLOCK_AGENT, lease=600.0)
-    except Conflict:  # another process applied it first, or its approval went stale
-        return store.get(request_id)
     args = claim.args
     preview = request.action.get("preview")
     diff = preview.get("content") if isinstance(preview, dict) else None
