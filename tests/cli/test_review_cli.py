@@ -329,3 +329,31 @@ def test_not_an_interlock_server(capsys: pytest.CaptureFixture[str], tmp_path: P
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_approve_and_remember(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
+    vacuum = {"action": "db.vacuum", "args": {"table": "logs_2026_11"}}
+    rid = served.submit(vacuum)
+    code, out, err = run(capsys, "approve", rid, "--remember", "agent_action",
+                         "--args-pattern", '{"table": "logs_*"}', *on(served))
+    assert code == 0, err
+    assert f"request {rid} is now approved" in out
+    headers = {"Authorization": f"Bearer {served.agent}"}
+    again = httpx.post(f"{served.url}/v1/actions", headers=headers,
+                       json={"action": "db.vacuum", "args": {"table": "logs_2026_12"}}).json()
+    assert (again["decision"], again["state"]) == ("allow", "allowed")  # the grant let it by
+    other = httpx.post(f"{served.url}/v1/actions", headers=headers,
+                       json={"action": "db.vacuum", "args": {"table": "users"}}).json()
+    assert other["state"] == "pending"  # outside the pattern: asks again
+
+
+def test_remember_needs_a_known_scope(served: Served,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    rid = served.submit({"action": "db.analyze", "args": {"table": "users"}})
+    code, _, err = run(capsys, "approve", rid, "--remember", "forever", *on(served))
+    assert code == 1
+    assert "--remember is agent_action, run or until, not `forever`" in one_line(err)
+    code, _, err = run(capsys, "approve", rid, "--remember", "until", *on(served))
+    assert code == 1
+    assert "`remember.scope: until` needs `until`" in one_line(err)  # the server's word
+    assert served.get(rid)["state"] == "pending"

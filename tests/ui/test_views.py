@@ -446,3 +446,34 @@ def test_stage_progress_and_votes(env: Env, client: TestClient) -> None:
     after = client.get(f"/requests/{r.id}").text
     assert "<strong>finance</strong>: 2 of 2" in after
     assert "You can read this request but not decide it" in after  # security's turn now
+
+
+# -- approve and remember ----------------------------------------------------------------
+
+
+def test_approve_and_remember_from_the_page(env: Env, client: TestClient) -> None:
+    sign_in(client, env.reviewer("alice", "tech-lead"))
+    first = env.submit({"action": "db.delete_rows", "args": {"table": "tmp_1"}})
+    assert "Approve and remember" in client.get(f"/requests/{first.id}").text
+    bad = decide(client, first.id, verdict="approve", remember="1",
+                 remember_scope="agent_action", remember_args="{table: tmp")
+    assert bad.status_code == 422
+    assert "The argument pattern:" in bad.text
+    assert env.store.get(first.id).state is State.PENDING  # nothing decided, nothing kept
+    done = decide(client, first.id, verdict="approve", remember="1",
+                  remember_scope="agent_action", remember_args='{"table": "tmp_*"}')
+    assert done.status_code == 303
+    assert env.store.get(first.id).state is State.APPROVED
+    assert env.submit({"action": "db.delete_rows",
+                       "args": {"table": "tmp_2"}}).state is State.ALLOWED
+    assert env.submit({"action": "db.delete_rows",
+                       "args": {"table": "users"}}).state is State.PENDING
+    other_agent = env.submit({"action": "db.delete_rows", "args": {"table": "tmp_3"}},
+                             agent="another-agent")
+    assert other_agent.state is State.PENDING  # the grant is this agent's alone
+
+
+def test_typed_confirmation_is_never_remembered(env: Env, client: TestClient) -> None:
+    sign_in(client, env.reviewer("alice", "tech-lead"))
+    r = env.submit({"action": "deploy", "environment": "production"})
+    assert "Approve and remember" not in client.get(f"/requests/{r.id}").text
