@@ -64,6 +64,8 @@ CLAIMABLE = {"allowed", "notified", "approved"}
 LEASE = 4.0
 #: Seconds any one HTTP call may take; a server being killed answers nothing.
 CALL_TIMEOUT = 5.0
+#: Seconds the reviewers go on deciding after the agents have left.
+TAIL = 2.0
 
 
 class Violation(AssertionError):
@@ -149,10 +151,13 @@ def _retry(stop: threading.Event, deadline: float, fn: Any) -> Any:
 
 def agent(name: str, api: Api, ledger: Ledger, stop: threading.Event, deadline: float,
           seed: int) -> None:
-    """Submit, wait, claim once, report; until told to stop."""
+    """Submit, wait, claim once, report; until told to stop. Then submit one last gated
+    action and walk away from it, as an agent process that dies while it waits: its ticket
+    is left for `Gate.resume` once a reviewer has decided it."""
     rng = random.Random(seed)
     for n in range(100_000):
         if stop.is_set() or time.monotonic() > deadline:
+            _walk_away(name, api, ledger, deadline)
             return
         body = {"action": rng.choice(ACTIONS), "args": {"n": n, "agent": name},
                 "idempotency_key": uuid.uuid4().hex}  # reused by every retry below
@@ -196,9 +201,20 @@ def agent(name: str, api: Api, ledger: Ledger, stop: threading.Event, deadline: 
         ledger.add("finished", rid)
 
 
+def _walk_away(name: str, api: Api, ledger: Ledger, deadline: float) -> None:
+    body = {"action": "chaos.gated", "args": {"agent": name, "last": True},
+            "idempotency_key": uuid.uuid4().hex}
+    r = _retry(threading.Event(), deadline + TAIL,
+               lambda: api.call("POST", "/v1/actions", json=body))
+    if r is not None and r.status_code == 200:
+        ledger.add("submitted", {r.json()["id"]: name})
+
+
 def reviewer(api: Api, ledger: Ledger, stop: threading.Event, deadline: float,
-             seed: int) -> None:
-    """Approve most and deny some of what the queue shows."""
+             seed: int, tail: threading.Event | None = None) -> None:
+    """Approve most and deny some of what the queue shows; once `tail` is set (the agents
+    have left), approve everything, so that every walked-away ticket has an answer to
+    resume."""
     rng = random.Random(seed)
     for _ in range(100_000):
         if stop.is_set() or time.monotonic() > deadline:
@@ -214,7 +230,8 @@ def reviewer(api: Api, ledger: Ledger, stop: threading.Event, deadline: float,
             stop.wait(0.05)
             continue
         for item in items[:10]:
-            verdict = "approve" if rng.random() < 0.8 else "deny"
+            tailing = tail is not None and tail.is_set()
+            verdict = "approve" if tailing or rng.random() < 0.8 else "deny"
             body = {"verdict": verdict, "version": item.get("version"), "note": "chaos"}
             try:
                 d = api.call("POST", f"/v1/actions/{item['id']}/decision", json=body)
@@ -322,7 +339,7 @@ def run(backend: str, *, kills: int = 30, seconds: float | None = None, agents: 
         server = Serve(tmp, db)
         restarts: list[float] = [server.start()]
         agent_tokens, reviewer_tokens = _tokens(db, agents, reviewers)
-        ledger, stop = Ledger(), threading.Event()
+        ledger, stop, agents_stop = Ledger(), threading.Event(), threading.Event()
         budget = seconds if seconds is not None else kills * 10.0 + 60.0
         deadline = time.monotonic() + budget
         apis: list[Api] = []
@@ -330,11 +347,12 @@ def run(backend: str, *, kills: int = 30, seconds: float | None = None, agents: 
         for i, (who, token) in enumerate(agent_tokens):
             apis.append(Api(server.url, token, ledger))
             threads.append(threading.Thread(target=agent, name=who, daemon=True, args=(
-                who, apis[-1], ledger, stop, deadline, seed * 1000 + i)))
+                who, apis[-1], ledger, agents_stop, deadline, seed * 1000 + i)))
+        agent_threads = list(threads)
         for i, token in enumerate(reviewer_tokens):
             apis.append(Api(server.url, token, ledger))
             threads.append(threading.Thread(target=reviewer, daemon=True, args=(
-                apis[-1], ledger, stop, deadline, seed * 2000 + i)))
+                apis[-1], ledger, stop, deadline + TAIL, seed * 2000 + i, agents_stop)))
         for t in threads:
             t.start()
         done = 0
@@ -349,6 +367,10 @@ def run(backend: str, *, kills: int = 30, seconds: float | None = None, agents: 
                 restarts.append(server.start())
             time.sleep(1.0)  # let the clients finish what they started after the last restart
         finally:
+            agents_stop.set()  # each agent leaves one ticket behind
+            for t in agent_threads:
+                t.join(timeout=CALL_TIMEOUT * 3)
+            time.sleep(TAIL)  # the reviewers decide what the agents left
             stop.set()
             for t in threads:
                 t.join(timeout=CALL_TIMEOUT * 3)
