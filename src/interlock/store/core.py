@@ -6,6 +6,7 @@ before commit; `_transition` is the only code that changes a state.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -63,6 +64,16 @@ def digest_of(action: Mapping[str, Any], args: Any) -> str:
     return chain.sha256_hex(dumps({**action, "args": args}))
 
 
+def _named(dialect: sa.Dialect) -> sa.Dialect:
+    """SQLite's dialect with named parameters (its driver takes both styles); others as is."""
+    if dialect.name != "sqlite" or not dialect.positional:
+        return dialect
+    named = copy.copy(dialect)  # keeps what the dialect learnt of the server on connect
+    named.paramstyle = "named"
+    named.positional = False
+    return named
+
+
 class Statements:
     """Core statements compiled once per dialect and run on the driver's cursor.
 
@@ -71,7 +82,9 @@ class Statements:
     """
 
     def __init__(self, dialect: sa.Dialect) -> None:
-        self.dialect = dialect
+        # Named parameters where the driver takes them (SQLite's does too): a call's dict goes
+        # to the driver as it is, instead of being copied into a tuple in statement order.
+        self.dialect = _named(dialect)
         self._cache: dict[tuple[Any, tuple[str, ...]], tuple[str, tuple[str, ...] | None,
                                                               dict[str, Any]]] = {}
         self._checked: dict[tuple[Any, tuple[str, ...]], tuple[str, tuple[str, ...] | None,
@@ -85,8 +98,10 @@ class Statements:
         if hit is None:
             compiled = stmt.compile(dialect=self.dialect, column_keys=list(keys))
             order = tuple(compiled.positiontup) if self.dialect.positional else None
-            # literal values in the statement (e.g. `id == 1`) travel as binds too
-            base = {name: bind.value for name, bind in compiled.binds.items()}
+            # literal values in the statement (e.g. `id == 1`) travel as binds too; the
+            # caller's own keys always override, so they need no default
+            base = {name: bind.value for name, bind in compiled.binds.items()
+                    if name not in keys}
             hit = (compiled.string, order, base)
             self._cache[(stmt, keys)] = hit
         return hit
@@ -144,23 +159,20 @@ class Tx:
         self, stmt: Any, params: dict[str, Any] | list[dict[str, Any]], *, cursor: Any = None
     ) -> Any:
         """Execute a Core statement (one parameter set, or many) on the driver's cursor."""
-        many = isinstance(params, list)
         first = params[0] if isinstance(params, list) else params
         sql, order, base = self.statements.get(stmt, tuple(first))
         if cursor is None:
             if self.cursor is None:
                 self.cursor = self.conn.connection.cursor()
             cursor = self.cursor
-        sets: list[dict[str, Any]] = params if isinstance(params, list) else [params]
-        if base:
-            sets = [{**base, **p} for p in sets]
-        args: list[Any] = sets if order is None else [
+        if not isinstance(params, list):
+            one = {**base, **params} if base else params
+            cursor.execute(sql, one if order is None else tuple(one[name] for name in order))
+            return cursor
+        sets = [{**base, **p} for p in params] if base else params
+        cursor.executemany(sql, sets if order is None else [
             tuple(a[name] for name in order) for a in sets  # qmark drivers
-        ]
-        if many:
-            cursor.executemany(sql, args)
-        else:
-            cursor.execute(sql, args[0])
+        ])
         return cursor
 
     def later(self, stmt: Any, params: dict[str, Any], miss: Exception | None) -> None:
@@ -198,8 +210,12 @@ _HEAD = (
     .with_for_update()
 )
 _SET_HEAD = t.audit_head.update().where(t.audit_head.c.id == 1)
+_MOVE_HEAD = t.audit_head.update().where(
+    t.audit_head.c.id == 1,
+    t.audit_head.c.seq == sa.bindparam("old_seq"),
+    t.audit_head.c.hash == sa.bindparam("old_hash"),
+)
 _INSERT_AUDIT = t.audit.insert()
-_INSERT_REQUEST = t.requests.insert()
 
 
 class StoreBase:
@@ -220,6 +236,8 @@ class StoreBase:
         self._statements = Statements(self.engine.dialect)
         self._built: dict[str, Any] = {}
         self._writer: sa.Connection | None = None
+        #: (seq, hash) of the audit head as this store last wrote it (SQLite's chaining).
+        self._head: tuple[int, str] | None = None
         #: PostgreSQL's pipelined writes send their own BEGIN and COMMIT.
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         try:
@@ -357,13 +375,7 @@ class StoreBase:
                 "bodies": chain.bodies(tx.entries),
             }))
         elif tx.entries:
-            # The head row is locked last and briefly: it is what keeps the chain linear
-            # when several processes write at once.
-            head = tx.fetch_row(_HEAD, {})
-            assert head is not None, "the audit chain head row is missing"
-            rows = chain.chain(int(head["seq"]), head["hash"], tx.entries)
-            writes.append((_INSERT_AUDIT, rows))
-            writes.append((_SET_HEAD, {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]}))
+            writes.append((_INSERT_AUDIT, self._chain(tx)))
         if not tx.deferred and not self.backend.pipeline:
             for stmt, params in writes:
                 tx.run(stmt, params)
@@ -385,6 +397,30 @@ class StoreBase:
             cur.close()
             if miss is not None and count != 1:
                 raise miss
+
+    def _chain(self, tx: Tx) -> list[dict[str, Any]]:
+        """The transaction's audit rows, chained after the head, which is moved to the last.
+
+        The head row is what keeps the chain linear when several processes write at once.
+        The head this store wrote last is moved only if it is still the head, so the common
+        case reads nothing; when another writer (or a rollback) moved it meanwhile, it is read.
+        """
+        if self._head is not None:
+            seq, prev = self._head
+            rows = chain.chain(seq, prev, tx.entries)
+            last = rows[-1]
+            moved = tx.run(_MOVE_HEAD, {"seq": last["seq"], "hash": last["hash"],
+                                        "old_seq": seq, "old_hash": prev})
+            if moved.rowcount == 1:
+                self._head = (last["seq"], last["hash"])
+                return rows
+        head = tx.fetch_row(_HEAD, {})
+        assert head is not None, "the audit chain head row is missing"
+        rows = chain.chain(int(head["seq"]), head["hash"], tx.entries)
+        last = rows[-1]
+        tx.run(_SET_HEAD, {"seq": last["seq"], "hash": last["hash"]})
+        self._head = (last["seq"], last["hash"])
+        return rows
 
     # -- requests: loading and the one state-changing function ----------------------
 
@@ -413,8 +449,9 @@ class StoreBase:
         """Move a request to `to` if the chart allows it, by compare-and-set on its state
         and version; audit it in the same transaction. Returns the new row.
 
-        `new_request`: `row` is a request being submitted (state submitted, not yet stored);
-        it is inserted directly in its first state, one write instead of two."""
+        `new_request`: `row` is a request being submitted, not yet stored; nothing is
+        written but the audit entry, and the caller inserts the row it ends up with, so a
+        request submitted and claimed at once is one write instead of three."""
         current = State(row["state"])
         rid = row["id"]
         if not allowed(current, to):
@@ -425,9 +462,7 @@ class StoreBase:
             )
         new = {**row, **(values or {})}
         new.update(state=to.value, version=row["version"] + 1, updated_at=tx.now)
-        if new_request:
-            tx.run(_INSERT_REQUEST, new)
-        else:
+        if not new_request:
             self._cas(tx, row, new)
         tx.audit(
             actor, f"state.{to.value}", {"from": current.value, "to": to.value, **(data or {})},
@@ -608,14 +643,15 @@ def requirements_of(text: str) -> Requirements:
     return Requirements.from_json(json.loads(text))
 
 
-def to_request(row: Row) -> Request:
-    """A Request from a requests row."""
+def to_request(row: Row, *, action: dict[str, Any] | None = None) -> Request:
+    """A Request from a requests row; `action`: its action, if the caller parsed it already
+    (the Request then holds that very dict)."""
     reqs = row["requirements"]
     checkpoint = row["checkpoint"]
     return Request(
         id=row["id"],
         agent=row["agent"],
-        action=json.loads(row["action"]),
+        action=json.loads(row["action"]) if action is None else action,
         result=result_of(row["result"]),
         policy_hash=row["policy_hash"],
         state=State(row["state"]),

@@ -18,6 +18,7 @@ from interlock.policy.redact import compile_paths, redact
 from interlock.store import autonomy as levels
 from interlock.store import grants, quorum
 from interlock.store import schema as t
+from interlock.store.audit import sha256_hex
 from interlock.store.core import (
     Row,
     StoreBase,
@@ -42,6 +43,7 @@ from interlock.store.records import (
 )
 
 _INSERT_VOTE = t.votes.insert()
+_INSERT_REQUEST = t.requests.insert()
 _BATCH = (
     sa.select(t.requests.c.id)
     .where(t.requests.c.agent == sa.bindparam("agent"),
@@ -128,11 +130,12 @@ class LifecycleStore(StoreBase):
         if target is State.PENDING and (reqs is None or not reqs.gates):
             raise BadInput("a require_approval result needs requirements with at least one gate")
         context = stored.get("context") if isinstance(stored.get("context"), dict) else {}
+        body_hash = _body_hash(action_text, checkpoint)
         with self._write(pipelined=True) as tx:
             if key is not None:
                 existing = tx.fetch_row(_BY_KEY, {"agent": agent, "key": key})
                 if existing is not None:
-                    if existing["body_hash"] != _body_hash(action_text, checkpoint):
+                    if existing["body_hash"] != body_hash:
                         raise Conflict(
                             f"idempotency key `{key}` was used for another action "
                             f"(request `{existing['id']}`)",
@@ -157,12 +160,14 @@ class LifecycleStore(StoreBase):
                 "environment": _opt_str(stored, "environment"),
                 "run_id": _opt_str(context, "run_id"),
                 "action": action_text,
-                "body_hash": _body_hash(action_text, checkpoint),
+                "body_hash": body_hash,
                 "result": dumps(result.to_json()),
                 "policy_hash": result.policy_hash,
                 "state": State.SUBMITTED.value,
                 "version": 0,
-                "digest": digest_of(stored, args),
+                # the canonical text of `stored` is `action_text`: no second encoding
+                "digest": sha256_hex(action_text) if isinstance(stored.get("args"), dict)
+                else digest_of(stored, args),
                 "risk": result.risk.value,
                 "decision": result.decision.value,
                 "requirements": None if reqs is None else dumps(reqs.to_json()),
@@ -199,17 +204,20 @@ class LifecycleStore(StoreBase):
             row = self._transition(tx, row, target, actor="policy", values=values,
                                    new_request=True)
             if lease is None or target not in (State.ALLOWED, State.NOTIFIED):
-                return to_request(row), None
+                tx.run(_INSERT_REQUEST, row)
+                return to_request(row, action=stored), None
             row = self._transition(
                 tx, row, State.EXECUTING, actor=actor, data={"lease": lease},
                 values={"lease_expires_at": tx.now + lease, "ttl_expires_at": None},
+                new_request=True,
             )
+            tx.run(_INSERT_REQUEST, row)
             claim = Claim(
                 request_id=rid, args=json.loads(row["final_args"]),
                 checkpoint=None if row["checkpoint"] is None else json.loads(row["checkpoint"]),
                 lease_expires_at=row["lease_expires_at"], digest=row["digest"],
             )
-            return to_request(row), claim
+            return to_request(row, action=stored), claim
 
     # -- votes -------------------------------------------------------------------------
 
@@ -518,12 +526,13 @@ class LifecycleStore(StoreBase):
             row = self._transition(tx, row, to, actor=f"agent:{agent}",
                                    data={"summary": summary},
                                    values={"reason": summary, "lease_expires_at": None})
-            self._after_outcome(tx, row)
-            return to_request(row)
+            action = json.loads(row["action"])
+            self._after_outcome(tx, row, action)
+            return to_request(row, action=action)
 
-    def _after_outcome(self, tx: Tx, row: Row) -> None:
+    def _after_outcome(self, tx: Tx, row: Row, action: dict[str, Any]) -> None:
         if row["state"] == State.SUCCEEDED.value:
-            recipients = json.loads(row["action"]).get("recipients")
+            recipients = action.get("recipients")
             if isinstance(recipients, list) and recipients:
                 tx.run(
                     self._statement("recipient", lambda: self.backend.insert_ignore(t.recipients)),
@@ -569,9 +578,10 @@ class LifecycleStore(StoreBase):
                 )
             row = self._transition(tx, row, to, actor=f"reviewer:{reviewer.name}",
                                    data={"note": note}, values={"reason": note})
+            action = json.loads(row["action"])
             if current is State.UNKNOWN:
-                self._after_outcome(tx, row)
-            return to_request(row)
+                self._after_outcome(tx, row, action)
+            return to_request(row, action=action)
 
 
 def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
@@ -580,8 +590,6 @@ def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
 
 
 def _body_hash(action_text: str, checkpoint: Any) -> str:
-    from interlock.store.audit import sha256_hex
-
     return sha256_hex(action_text + "\n" + dumps(checkpoint))
 
 
