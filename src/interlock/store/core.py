@@ -23,7 +23,7 @@ from interlock.clock import Clock, SystemClock
 from interlock.errors import Conflict, NotFound, StoreUnavailable
 from interlock.policy.records import Decision, PolicyResult, Requirements, Risk
 from interlock.store import audit as chain
-from interlock.store import migrate
+from interlock.store import group, migrate
 from interlock.store import schema as t
 from interlock.store.backends import Backend, backend_for_url
 from interlock.store.records import (
@@ -238,6 +238,7 @@ class StoreBase:
         self._writer: sa.Connection | None = None
         #: (seq, hash) of the audit head as this store last wrote it (SQLite's chaining).
         self._head: tuple[int, str] | None = None
+        self._groups = group.Groups()
         #: PostgreSQL's pipelined writes send their own BEGIN and COMMIT.
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         try:
@@ -272,6 +273,11 @@ class StoreBase:
             with self._write_pipelined() as tx:
                 yield tx
             return
+        if self.backend.single_writer:
+            member = self._groups.join()
+            with self._leading() if member is None else self._joined(member) as tx:
+                yield tx
+            return
         with self.backend.write_lock(), self._begin_write() as conn:
             tx = Tx(conn=conn, now=self.clock.now(), statements=self._statements,
                     pipeline=self.backend.pipeline)
@@ -281,6 +287,107 @@ class StoreBase:
             finally:
                 if tx.cursor is not None:
                     tx.cursor.close()
+
+    @contextmanager
+    def _leading(self) -> Iterator[Tx]:
+        """A single writer's transaction (see `interlock.store.group`): this write, then each
+        write that arrived meanwhile, then one COMMIT for all of them."""
+        with self.backend.write_lock():
+            conn = self._kept()
+            begun = conn.begin()
+            trans: sa.RootTransaction | None = begun
+            self._groups.lead()
+            head = self._head
+            tx = Tx(conn=conn, now=self.clock.now(), statements=self._statements)
+            failure: BaseException | None = None
+            try:
+                try:
+                    yield tx
+                    self._flush(tx)
+                finally:
+                    if tx.cursor is not None:
+                        tx.cursor.close()
+            except BaseException as exc:  # raised below, once the joined writes are served
+                failure = exc
+                self._head = head
+                self._rollback(conn, begun)
+                trans = None
+            served: list[group.Member] = []
+            try:
+                while (member := self._groups.next()) is not None:
+                    served.append(member)
+                    if trans is None:
+                        conn = self._kept()
+                        trans = conn.begin()
+                    member.turn.set()
+                    member.ran.wait()
+                if trans is not None:
+                    trans.commit()
+            except BaseException as exc:
+                self._head = None
+                if trans is not None:
+                    self._rollback(conn, trans)
+                while (member := self._groups.next()) is not None:
+                    served.append(member)
+                for member in served:
+                    member.failed = exc
+                    member.turn.set()
+                failure = failure or exc
+            finally:
+                for member in served:
+                    member.done.set()
+            if failure is not None:
+                raise failure
+
+    @contextmanager
+    def _joined(self, member: group.Member) -> Iterator[Tx]:
+        """A write inside the transaction another writer leads, in a savepoint of its own;
+        it returns once that transaction has committed."""
+        member.turn.wait()
+        if member.failed is not None:
+            raise StoreUnavailable(f"the write could not start: {member.failed}")
+        conn = self._kept()
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        head = self._head
+        tx = Tx(conn=conn, now=self.clock.now(), statements=self._statements)
+        try:
+            driver.execute("SAVEPOINT interlock_write")
+            try:
+                yield tx
+                self._flush(tx)
+            except BaseException:
+                self._head = head
+                driver.execute("ROLLBACK TO interlock_write")
+                driver.execute("RELEASE interlock_write")
+                raise
+            driver.execute("RELEASE interlock_write")
+        finally:
+            if tx.cursor is not None:
+                tx.cursor.close()
+            member.ran.set()
+        member.done.wait()
+        if member.failed is not None:
+            raise StoreUnavailable(
+                f"the commit of a group of writes failed: {member.failed}"
+            ) from member.failed
+
+    def _kept(self) -> sa.Connection:
+        """The single writer's connection, opened again if it was closed or invalidated."""
+        kept = self._writer
+        if kept is None or kept.closed or kept.invalidated:
+            kept = self._writer = self.engine.connect()
+        return kept
+
+    def _rollback(self, conn: sa.Connection, trans: sa.RootTransaction) -> None:
+        try:
+            if trans.is_active:
+                trans.rollback()
+        except Exception:
+            conn.invalidate()
+        if conn.invalidated:
+            conn.close()
+            self._writer = None
 
     @contextmanager
     def _write_pipelined(self) -> Iterator[Tx]:
@@ -341,10 +448,7 @@ class StoreBase:
             with self.engine.begin() as pooled:
                 yield pooled
             return
-        kept = self._writer
-        if kept is None or kept.closed or kept.invalidated:
-            kept = self._writer = self.engine.connect()
-        conn: sa.Connection = kept
+        conn = self._kept()
         try:
             with conn.begin():
                 yield conn
