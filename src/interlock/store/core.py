@@ -89,12 +89,16 @@ class Statements:
                                                               dict[str, Any]]] = {}
         self._checked: dict[tuple[Any, tuple[str, ...]], tuple[str, tuple[str, ...] | None,
                                                                 dict[str, Any]]] = {}
+        self.names: dict[Any, tuple[str, ...]] = {}
+        """A query's column names, by statement."""
 
     def get(
         self, stmt: Any, keys: tuple[str, ...]
     ) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
         """(SQL text, positional parameter names or None, default parameter values)."""
         hit = self._cache.get((stmt, keys))
+        if hit is None and isinstance(stmt, str):  # the driver's own SQL, as it is
+            hit = self._cache[(stmt, keys)] = (stmt, None, {})
         if hit is None:
             compiled = stmt.compile(dialect=self.dialect, column_keys=list(keys))
             order = tuple(compiled.positiontup) if self.dialect.positional else None
@@ -190,7 +194,11 @@ class Tx:
         row = cur.fetchone()
         if row is None:
             return None
-        names = [d[0] for d in cur.description]
+        # A statement's columns never change; psycopg builds a Column object per column for
+        # each `description`, so it is read once per statement.
+        names = self.statements.names.get(stmt)
+        if names is None:
+            names = self.statements.names[stmt] = tuple(d[0] for d in cur.description)
         cur.fetchall()
         return dict(zip(names, row, strict=True))
 
