@@ -330,6 +330,11 @@ class StoreBase:
                     member.turn.set()
                     member.ran.wait()
                 if trans is not None:
+                    driver = conn.connection.driver_connection
+                    if not getattr(driver, "in_transaction", True):
+                        # SQLite rolled it all back itself (disk full, I/O error): a COMMIT
+                        # now would answer for writes that are gone.
+                        raise StoreUnavailable("the database rolled the transaction back")
                     trans.commit()
             except BaseException as exc:
                 self._head = None

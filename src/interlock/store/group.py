@@ -34,12 +34,14 @@ class Groups:
     def __init__(self) -> None:
         self._gate = threading.Lock()
         self._leading = False
+        self._leader: int | None = None
         self._waiting: deque[Member] = deque()
 
     def join(self) -> Member | None:
-        """A place in the transaction being led, or None when there is none to join."""
+        """A place in the transaction being led, or None when there is none to join (or the
+        caller leads it: a write nested in another fails as it always did, not waits)."""
         with self._gate:
-            if not self._leading:
+            if not self._leading or self._leader == threading.get_ident():
                 return None
             member = Member()
             self._waiting.append(member)
@@ -49,6 +51,7 @@ class Groups:
         """The caller holds the write lock and opens a transaction others may join."""
         with self._gate:
             self._leading = True
+            self._leader = threading.get_ident()
 
     def next(self) -> Member | None:
         """The next writer to run, or None: then nobody can join any more, so commit."""
@@ -56,4 +59,5 @@ class Groups:
             if self._waiting:
                 return self._waiting.popleft()
             self._leading = False
+            self._leader = None
             return None
