@@ -216,9 +216,10 @@ class Gateway:
         action = self.prepare(body, agent)
         self._check_rate(agent.name)
         # The pending limit, and the pause where the facts did not read it, are checked in
-        # the submit's own transaction: they hold at its commit, and cost no extra read.
-        limit = None if action.get("idempotency_key") is not None else (
-            self.policy.limits.pending_per_agent)
+        # the submit's own transaction: they hold at its commit, and cost no extra read. A
+        # replay of an idempotency key is answered before them (it adds nothing); a new key
+        # is a new request and meets the limit like any other.
+        limit = self.policy.limits.pending_per_agent
         admit = Admission(pending_limit=limit, unpaused=not self._needs_history)
         facts = self.facts_for(action, pause=False)
         try:

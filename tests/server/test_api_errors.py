@@ -96,6 +96,17 @@ async def test_pending_limit_429(env: Env) -> None:
     assert (await env.post("/v1/actions", "other", {"action": "task.run"})).status_code == 200
 
 
+async def test_pending_limit_holds_with_idempotency_keys(env: Env) -> None:
+    firsts = [await env.submit(action="task.run", idempotency_key=f"k{n}") for n in range(8)]
+    assert_error(await env.post("/v1/actions", "bot", {"action": "task.run",
+                                                       "idempotency_key": "k8"}),
+                 429, "pending_limit")
+    # a replay is not a new request: it answers the first one, limit or not
+    again = await env.post("/v1/actions", "bot", {"action": "task.run",
+                                                  "idempotency_key": "k0"})
+    assert again.status_code == 200 and again.json()["id"] == firsts[0]["id"]
+
+
 async def test_idempotency(env: Env) -> None:
     a = await env.submit(action="task.run", idempotency_key="k", args={"n": 1})
     b = await env.submit(action="task.run", idempotency_key="k", args={"n": 1})

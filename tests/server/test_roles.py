@@ -157,9 +157,11 @@ async def finished_notified(env: Env) -> str:
 _batches = itertools.count()
 
 
-async def batch(env: Env) -> str:
+async def batch(env: Env, items: int = 1) -> str:
+    # one item by default: each caller of a row gets a batch of its own, and what a refused
+    # caller leaves pending counts toward bot's pending limit
     name = f"b{next(_batches)}"
-    for i in range(2):
+    for i in range(items):
         await env.submit(action="task.run", batch_id=name, idempotency_key=f"{name}-{i}")
     return name
 
@@ -221,7 +223,7 @@ ROWS: tuple[Row, ...] = (
         name="a change to interlock", who={"admin": "boss2"},
         want=reviewers(outsider=NOT_APPROVER) | {"reviewer": NOT_APPROVER},
         extra={"asker": ("boss", Want(403, "self_approval"))}),
-    Row(method="POST", path=_A + "/delegate", setup=pending, body={"to": "user:someone"},
+    Row(method="POST", path=_A + "/delegate", setup=pending, body={"to": "engineering-manager"},
         want=reviewers(outsider=NOT_APPROVER, admin=NOT_APPROVER)),
     Row(method="POST", path=_A + "/delegate", setup=gated_change, body={"to": "tech-lead"},
         name="a change to interlock", who={"admin": "boss2"},
@@ -369,7 +371,7 @@ def test_rows_agree_with_the_documented_roles() -> None:
 # -- what a single status cannot show -------------------------------------------------------
 
 async def test_outsider_batch_decides_nothing(env: Env) -> None:
-    name = await batch(env)
+    name = await batch(env, items=2)
     r = await env.post(f"/v1/batches/{name}/decision", "outsider", {"verdict": "approve_all"})
     assert r.json()["results"] == []
     assert len(r.json()["skipped"]) == 2

@@ -112,12 +112,25 @@ async def test_one_deny_denies_and_needs_a_reason(env: Env) -> None:
 
 async def test_delegate(env: Env) -> None:
     rid = (await env.submit(action="task.run"))["id"]
-    assert (await env.decide(rid, "outsider")).status_code == 403
-    r = await env.post(f"/v1/actions/{rid}/delegate", "rev", {"to": ["user:outsider"]})
+    assert (await env.decide(rid, "em")).status_code == 403
+    r = await env.post(f"/v1/actions/{rid}/delegate", "rev", {"to": ["engineering-manager"]})
     assert r.status_code == 200 and r.json()["state"] == "pending"
-    assert (await env.decide(rid, "outsider")).json()["state"] == "approved"
+    assert (await env.decide(rid, "em")).json()["state"] == "approved"
     r = await env.post(f"/v1/actions/{rid}/delegate", "rev", {"to": []})
     assert r.status_code in (409, 422)
+
+
+async def test_delegate_only_to_whom_the_rule_names(env: Env) -> None:
+    # SPEC §4: delegation adds reviewers from the rule's approvers or `escalate_to`; an
+    # approver cannot hand the decision to anyone they like.
+    rid = (await env.submit(action="task.run"))["id"]
+    for to in (["user:outsider"], ["marketing"], ["engineering-manager", "user:outsider"]):
+        r = await env.post(f"/v1/actions/{rid}/delegate", "rev", {"to": to})
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] == "not_an_approver_here"
+        assert "engineering-manager" in r.json()["error"]["message"]  # what it may name
+    assert (await env.decide(rid, "outsider")).status_code == 403
+    assert (await env.get(f"/v1/actions/{rid}", "rev")).json()["state"] == "pending"
 
 
 async def test_stale_version(env: Env) -> None:

@@ -9,7 +9,7 @@ import pytest
 from store_helpers import LEAD, LEAD2, MGR, OUTSIDER, SEC, gate, result, submit
 
 from interlock.clock import FakeClock
-from interlock.errors import Conflict, Forbidden
+from interlock.errors import BadInput, Conflict, Forbidden
 from interlock.policy.records import Decision, OnTimeout, Requirements, Risk
 from interlock.store import Reviewer, State, Store
 
@@ -152,12 +152,21 @@ def test_timeout_approve_only_for_low_risk(
 
 
 def test_delegate_adds_approvers(store: Store) -> None:
-    r = submit(store)
+    r = submit(store, result(Decision.REQUIRE_APPROVAL, gate(escalate_to=("manager",))))
     with pytest.raises(Forbidden):
         store.vote(r.id, reviewer=MGR, verdict="approve")
     store.delegate(r.id, reviewer=LEAD, to=["manager"])
     assert store.vote(r.id, reviewer=MGR, verdict="approve").state is State.APPROVED
     assert "delegated" in [e.event for e in store.timeline(r.id)]
+
+
+def test_delegate_only_to_whom_the_rules_name(store: Store) -> None:
+    r = submit(store, result(Decision.REQUIRE_APPROVAL, gate(escalate_to=("manager",))))
+    with pytest.raises(BadInput, match=r"manager, tech-lead\), not `marketing`"):
+        store.delegate(r.id, reviewer=LEAD, to=["manager", "marketing"])
+    with pytest.raises(Forbidden):  # nothing was added
+        store.vote(r.id, reviewer=MGR, verdict="approve")
+    assert "delegated" not in [e.event for e in store.timeline(r.id)]
 
 
 def test_lease_passes_to_unknown(store: Store, clock: FakeClock) -> None:

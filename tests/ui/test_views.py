@@ -313,7 +313,7 @@ def test_stale_version_asks_to_reload(env: Env, client: TestClient) -> None:
     r = env.submit({"action": "db.delete_rows"})
     page = client.get(f"/requests/{r.id}")
     env.gateway.delegate(r.id, Principal(role="reviewer", name="bob", groups=("tech-lead",)),
-                         ["security"])
+                         ["dba"])
     response = client.post(f"/requests/{r.id}/decide", data={
         "csrf": csrf_of(page.text), "version": str(r.version), "verdict": "approve"})
     assert response.status_code == 409
@@ -346,6 +346,18 @@ def test_delegate(env: Env, client: TestClient) -> None:
     assert response.status_code == 303
     stage = env.store.get(r.id).progress["gates"][0]["stages"][0]
     assert stage["extra"] == ["dba", "user:erin"]
+
+
+def test_delegate_names_only_whom_the_rule_names(env: Env, client: TestClient) -> None:
+    sign_in(client, env.reviewer("alice", "tech-lead"))
+    r = env.submit({"action": "db.delete_rows"})
+    page = client.get(f"/requests/{r.id}")
+    response = client.post(f"/requests/{r.id}/delegate", data={
+        "csrf": csrf_of(page.text), "version": str(r.version), "to": "marketing"},
+        follow_redirects=False)
+    assert response.status_code == 422
+    assert "marketing" in response.text and "dba" in response.text  # what it may name
+    assert env.store.get(r.id).progress["gates"][0]["stages"][0].get("extra", []) == []
 
 
 def test_outsiders_get_a_read_only_page(env: Env, client: TestClient) -> None:

@@ -49,6 +49,7 @@ rules:
     match: {action: "db.delete*"}
     decision: require_approval
     approvers: [tech-lead]
+    escalate_to: [dba, "user:erin"]
   - name: refunds
     match: {action: refund}
     decision: require_approval

@@ -447,6 +447,15 @@ class LifecycleStore(StoreBase):
             if not stages:
                 raise Forbidden(f"`{reviewer.name}` is not an approver of request "
                                 f"`{request_id}` at its current stage", code="not_an_approver")
+            named = quorum.delegable(reqs)
+            outside = [who for who in to if who not in named]
+            if outside:
+                raise BadInput(
+                    f"request `{request_id}` can be delegated only to its rules' approvers or "
+                    f"escalate_to ({', '.join(sorted(named))}), not "
+                    f"{', '.join(f'`{who}`' for who in outside)}",
+                    code="not_an_approver_here",
+                )
             added = quorum.delegate(reqs, progress, stages, list(to))
             row = self._bump(
                 tx, row, actor=f"reviewer:{reviewer.name}", event="delegated",

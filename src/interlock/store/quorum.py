@@ -183,6 +183,17 @@ def escalate(reqs: Requirements, progress: Progress, gi: int, si: int, now: floa
     return added
 
 
+def delegable(reqs: Requirements) -> set[str]:
+    """Whom a delegation may add (SPEC §4): the approvers of any stage of the request's rules,
+    and their `escalate_to`."""
+    names: set[str] = set()
+    for gate in reqs.gates:
+        names.update(gate.escalate_to)
+        for stage in gate.stages:
+            names.update(stage.approvers)
+    return names
+
+
 def delegate(
     reqs: Requirements, progress: Progress, stages: list[tuple[int, int]], to: list[str]
 ) -> list[str]:
