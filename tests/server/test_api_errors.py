@@ -182,3 +182,10 @@ async def test_metrics(env: Env) -> None:
     assert 'interlock_time_to_decision_seconds_bucket{le="60"} 1' in text
     assert 'interlock_time_to_decision_seconds_bucket{le="15"} 0' in text
     assert "interlock_pending_requests 0" in text
+
+
+async def test_wrong_role_says_which_token_it_needs(env: Env) -> None:
+    r = await env.post("/v1/batches/b1/decision", "bot", {"verdict": "approve_all"})
+    assert_error(r, 403, "wrong_role")
+    assert r.json()["error"]["message"] == (
+        "this needs a reviewer token; this one is an agent token")

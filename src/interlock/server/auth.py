@@ -82,6 +82,10 @@ def principal(gateway: Gateway, cache: TokenCache, secret: str | None) -> Princi
     return who
 
 
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
 def require(who: Principal, *roles: Role) -> Principal:
     """403 unless `who` has one of `roles` (admins pass every reviewer check)."""
     wanted = set(roles)
@@ -89,7 +93,7 @@ def require(who: Principal, *roles: Role) -> Principal:
         wanted.add("admin")
     if who.role not in wanted:
         names = " or ".join(sorted(set(roles)))
-        raise Forbidden(f"this needs a {names} token; this one is a {who.role} token",
+        raise Forbidden(f"this needs {_a(names)} token; this one is {_a(who.role)} token",
                         code="wrong_role")
     return who
 
