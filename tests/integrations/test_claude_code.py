@@ -20,6 +20,7 @@ from tests.server.servers import INTERLOCK, cli, serving
 
 from interlock.cli import main
 from interlock.integrations.claude_code import action_of
+from interlock.store import open_store
 
 DOC = Path(__file__).parents[2] / "docs" / "integrations" / "claude-code.md"
 POLICY = """\
@@ -137,8 +138,14 @@ def test_wait_submits_and_follows_a_reviewer(tmp_path: Path) -> None:
     with serving(tmp_path, "--policy", "policy.yaml", "--db", db) as server:
         agent = cli("token", "create", "--agent", "claude-code", "--db", db,
                     cwd=tmp_path).stdout.strip()
-        rev = cli("token", "create", "--reviewer", "alice", "--groups", "on-call", "--db", db,
-                  cwd=tmp_path).stdout.strip()
+        # a reviewer in an approver group is issued through a second admin by the CLI; the
+        # hook is what this test is about, so the token is made in the store directly
+        store = open_store(db)
+        try:
+            _, rev = store.create_token(kind="reviewer", name="alice", groups=["on-call"],
+                                        actor="test")
+        finally:
+            store.close()
         cmd = [*INTERLOCK, "hook", "claude-code", "--server", server.url, "--token", agent,
                "--wait", "--timeout", "30"]
         answers = []

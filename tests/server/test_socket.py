@@ -49,14 +49,37 @@ def token(cwd: Path, *args: str) -> str:
 def reviewer(served: tuple[Server, Path, str], name: str, group: str) -> str:
     """A reviewer token in an approver group: asked for, approved by a second admin, issued."""
     server, cwd, admin = served
+    return gated_reviewer(cwd, server.url, admin, name, group)
+
+
+def gated_reviewer(cwd: Path, url: str, admin: str, name: str, group: str,
+                   *extra: str) -> str:
     done = cli("token", "create", "--reviewer", name, "--groups", group, "--as", "ops",
-               cwd=cwd, check=False)
+               *extra, cwd=cwd, check=False)
     found = re.search(r"request (\w+)", done.stderr)
     assert done.returncode == 3 and found, done.stderr
-    r = httpx.post(f"{server.url}/v1/actions/{found.group(1)}/decision", headers=h(admin),
+    r = httpx.post(f"{url}/v1/actions/{found.group(1)}/decision", headers=h(admin),
                    json={"verdict": "approve"})
     assert r.json()["state"] == "approved", r.text
-    return cli("token", "create", "--request", found.group(1), cwd=cwd).stdout.strip()
+    return cli("token", "create", "--request", found.group(1), *extra,
+               cwd=cwd).stdout.strip()
+
+
+def test_a_token_group_is_gated_when_no_policy_says_which_groups_approve(
+    tmp_path: Path,
+) -> None:
+    db = f"sqlite:///{tmp_path / 'bare.db'}"
+    token(tmp_path, "--admin", "boss", "--db", db)
+    assert not (tmp_path / "interlock.yaml").exists()
+    done = cli("token", "create", "--reviewer", "eve", "--groups", "anything", "--as", "ops",
+               "--db", db, cwd=tmp_path, check=False)
+    assert done.returncode == 3, done.stderr  # asked for, not issued
+    assert "every group counts as an approver group" in done.stderr
+    assert re.search(r"request \w+: a reviewer token in approver group\(s\) anything",
+                     done.stderr), done.stderr
+    assert done.stdout == ""
+    plain = cli("token", "create", "--reviewer", "ann", "--db", db, cwd=tmp_path)
+    assert plain.stdout.strip()  # no groups, nothing to gate
 
 
 def test_first_start(served: tuple[Server, Path, str]) -> None:
@@ -168,12 +191,13 @@ def test_serve_errors(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_two_servers_on_postgres(tmp_path: Path) -> None:
-    # The policy is not ./interlock.yaml, so `token create` here is not gated by it.
     (tmp_path / "tight.yaml").write_text(TIGHT)
     with pg_schema() as db, serving(tmp_path, "--db", db, "--policy", "tight.yaml") as a, \
                 serving(tmp_path, "--db", db, "--policy", "tight.yaml") as b:
         bot = token(tmp_path, "--agent", "pg-bot", "--db", db)
-        lead = token(tmp_path, "--reviewer", "tl", "--groups", "tech-lead", "--db", db)
+        boss = token(tmp_path, "--admin", "boss", "--db", db)
+        lead = gated_reviewer(tmp_path, a.url, boss, "tl", "tech-lead", "--db", db,
+                              "--policy", "tight.yaml")
         (tmp_path / "other.yaml").write_text(TIGHT.replace("everything-waits", "changed"))
         refused = Server(tmp_path, "--db", db, "--policy", "other.yaml")
         refused.proc.wait(30)

@@ -1,7 +1,8 @@
 """`interlock token create|list|revoke`: bearer tokens, printed once and stored hashed.
 
 A reviewer token in a group the policy names as approvers is a gate on the gate: it is
-proposed as an interlock action (`token.create`) that a second admin approves first.
+proposed as an interlock action (`token.create`) that a second admin approves first. With no
+policy to read (no `--policy`, no ./interlock.yaml), every group counts as an approver group.
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ def create(
     expires: Annotated[str | None, typer.Option(
         "--expires", help="Lifetime, e.g. 30d or 12h (default: never).")] = None,
     policy: Annotated[str | None, typer.Option(
-        "--policy", help="Policy whose approver groups are gated (default ./interlock.yaml).")
+        "--policy", help="Policy whose approver groups are gated (default ./interlock.yaml; "
+        "with neither, every group is gated).")
     ] = None,
     requested_by: Annotated[str | None, typer.Option(
         "--as", help="The admin asking (for gated tokens; default: the login name).")] = None,
@@ -196,7 +198,12 @@ def _policy(path: str | None) -> Policy | None:
 def _gated_groups(policy: str | None, groups: list[str]) -> list[str]:
     loaded = _policy(policy)
     if loaded is None:
-        return []
+        # Which groups approve is the policy's to say; without it every group might, so
+        # every one is gated (fail closed) rather than issued at once.
+        if groups:
+            typer.echo("interlock: no policy at ./interlock.yaml and no --policy: every group "
+                       "counts as an approver group", err=True)
+        return list(groups)
     approvers = approver_groups(loaded) | {"admin"}
     return [g for g in groups if g in approvers]
 
