@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import re
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -42,6 +41,7 @@ from interlock.server import (
 from interlock.server.api import Context, Endpoint, validation_message
 from interlock.server.metrics import Metrics
 from interlock.server.settings import ServerSettings
+from interlock.server.ticker import Ticker
 from interlock.server.waiters import Hub, NotifyingGateway
 
 log = logging.getLogger("interlock.server")
@@ -171,16 +171,17 @@ async def _server_error(request: HttpRequest, exc: Exception) -> Response:
                         status_code=500)
 
 
-class Sweeper:
+class Sweeper(Ticker):
     """Runs the store's sweeper every `interval` seconds in one thread, then wakes waiters."""
 
+    thread_name = "interlock-sweeper"
+    work = "sweep"
+
     def __init__(self, gateway: Gateway, hub: Hub, metrics: Metrics, interval: float) -> None:
+        super().__init__(interval)
         self.gateway = gateway
         self.hub = hub
         self.metrics = metrics
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def once(self) -> list[str]:
         """One sweep; returns the ids it changed (tests call it directly)."""
@@ -192,24 +193,6 @@ class Sweeper:
                 with contextlib.suppress(InterlockError):
                     self.metrics.observe_change(self.gateway.store.get(rid))
         return ids
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.once()
-            except Exception as exc:  # a failed sweep is retried at the next tick
-                log.warning("sweep failed: %s: %s", type(exc).__name__, exc)
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="interlock-sweeper",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
 
 
 def create_app(

@@ -11,7 +11,6 @@ restart), and neither is a file that does not load.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -22,6 +21,7 @@ from interlock.insights.advice import text_hash
 from interlock.insights.apply import CHANGED_EVENT
 from interlock.insights.policy_edit import read_source
 from interlock.policy import Policy, load_policy_text
+from interlock.server.ticker import Ticker
 from interlock.store import audit as chain
 from interlock.store import schema as t
 
@@ -31,13 +31,16 @@ log = logging.getLogger("interlock.server")
 INTERVAL = 2.0
 
 
-class PolicyFollower:
+class PolicyFollower(Ticker):
     """Watches for `policy.changed` entries and reloads the gateway's policy file to match."""
+
+    thread_name = "interlock-policy-follow"
+    work = "policy follow"
 
     def __init__(self, gateway: Gateway, *, interval: float = INTERVAL,
                  on_change: Callable[[Policy], None] | None = None) -> None:
+        super().__init__(interval)
         self.gateway = gateway
-        self.interval = interval
         self.on_change = on_change
         """Called, from the follower's thread, whenever the policy served changed (here or by
         an apply through this server), e.g. to record the new hash in the server registry."""
@@ -47,8 +50,6 @@ class PolicyFollower:
         """old hash -> new hashes, from the `policy.changed` entries seen."""
         self._behind = False
         self._warned: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def once(self) -> Policy | None:
         """One look; returns the policy it loaded, if it loaded one (tests call it directly)."""
@@ -118,21 +119,3 @@ class PolicyFollower:
                     seen.add(new)
                     todo.append(new)
         return seen
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.once()
-            except Exception as exc:  # a failed look is retried at the next tick
-                log.warning("policy follow failed: %s: %s", type(exc).__name__, exc)
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="interlock-policy-follow",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
