@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from interlock.policy.model import Autonomy
 from interlock.policy.records import Level
 from interlock.store import schema as t
-from interlock.store.core import Tx
+from interlock.store.tx import Tx
 
 #: What can move an agent: a clean approval counts toward promotion; an incorrect rating takes
 #: one back; the others are the `demote_on` events of the policy.

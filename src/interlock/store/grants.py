@@ -14,8 +14,9 @@ import sqlalchemy as sa
 
 from interlock.errors import Conflict
 from interlock.store import schema as t
-from interlock.store.core import Tx, dumps, new_id
+from interlock.store.core import dumps, new_id
 from interlock.store.records import Reviewer
+from interlock.store.tx import Tx
 
 GrantScope = Literal["agent_action", "run", "until"]
 

@@ -20,9 +20,7 @@ from interlock.store import grants, quorum
 from interlock.store import schema as t
 from interlock.store.audit import sha256_hex
 from interlock.store.core import (
-    Row,
     StoreBase,
-    Tx,
     digest_of,
     dumps,
     new_id,
@@ -41,6 +39,7 @@ from interlock.store.records import (
     State,
     Verdict,
 )
+from interlock.store.tx import Row, Tx
 
 _INSERT_VOTE = t.votes.insert()
 _INSERT_REQUEST = t.requests.insert()

@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from interlock.policy.records import OnTimeout, Requirements, Risk
 from interlock.store import quorum
 from interlock.store import schema as t
-from interlock.store.core import Row, Tx, dumps, requirements_of
+from interlock.store.core import dumps, requirements_of
 from interlock.store.lifecycle import LifecycleStore
 from interlock.store.records import State, SweepReport
+from interlock.store.tx import Row, Tx
 
 
 class SweepingStore(LifecycleStore):
