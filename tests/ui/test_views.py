@@ -352,6 +352,8 @@ def test_delegate_names_only_whom_the_rule_names(env: Env, client: TestClient) -
     sign_in(client, env.reviewer("alice", "tech-lead"))
     r = env.submit({"action": "db.delete_rows"})
     page = client.get(f"/requests/{r.id}")
+    assert "this request's rules name dba, tech-lead, user:erin" in page.text
+    assert '<option value="user:erin">' in page.text
     response = client.post(f"/requests/{r.id}/delegate", data={
         "csrf": csrf_of(page.text), "version": str(r.version), "to": "marketing"},
         follow_redirects=False)

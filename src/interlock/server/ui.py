@@ -29,7 +29,7 @@ from interlock.server.auth import check_may_act_on
 from interlock.server.settings import ServerSettings
 from interlock.server.ui_session import Session, Sessions, form_list, read_form
 from interlock.store import Request as Stored
-from interlock.store import State
+from interlock.store import State, quorum
 
 HERE = Path(__file__).parent
 CSP = (
@@ -286,6 +286,7 @@ class UI:
             agent_level=next(iter(agent_levels(self.gw.store, self.gw.policy, req.agent)),
                              None),
             remember_ok=decidable and grants.alone_could_approve(reqs, who.reviewer),
+            delegable=sorted(quorum.delegable(reqs)) if reqs else [],
         )
 
     async def request_page(self, request: Request) -> Response:
