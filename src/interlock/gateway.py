@@ -300,7 +300,19 @@ class Gateway:
         return self.store.outcome(request_id, agent=agent.name, status=status, summary=summary)
 
     def cancel(self, request_id: str, agent: Principal, reason: str | None = None) -> Request:
-        return self.store.cancel(request_id, agent=agent.name, reason=reason)
+        """The agent withdraws its request; or the admin who asked for one of interlock's own
+        changes (an autonomy level, a policy change, a token) withdraws that."""
+        if agent.role != "admin":
+            return self.store.cancel(request_id, agent=agent.name, reason=reason)
+        request = self.store.get(request_id)
+        if request.agent != autonomy.INTERLOCK_AGENT or (
+            request.action.get("args", {}).get("requested_by") != agent.name
+        ):
+            raise Forbidden("agents cancel their own requests; an admin withdraws only a change "
+                            "to interlock they asked for", code="not_the_asker")
+        return self.store.cancel(request_id, agent=autonomy.INTERLOCK_AGENT,
+                                 reason=reason or f"withdrawn by {agent.name}",
+                                 actor=f"admin:{agent.name}")
 
     # --- reviewers --------------------------------------------------------------------
     @staticmethod

@@ -12,7 +12,8 @@ What the rows pin, where the code had a choice:
 - approval rights come from the request's approvers, not from the token's role: an admin
   outside them is refused a vote (403 `not_an_approver`), but may resolve, review and rate;
 - interlock's own changes (autonomy levels, policy changes) wait for a second admin: the
-  admin who asked may not decide them (`self_approval`) and nobody may delegate them;
+  admin who asked may not decide them (`self_approval`) and nobody may delegate them, but
+  that admin may withdraw one (`cancel`; any other admin: 403 `not_the_asker`);
 - an admin-only call allowed through is shown by a non-auth answer where a minimal body
   cannot succeed (`POST /v1/insights/apply` with an unknown advice id is a 404).
 """
@@ -69,6 +70,7 @@ NO_TOKEN = Want(401, "unauthorized")
 WRONG_ROLE = Want(403, "wrong_role")
 HIDDEN = Want(404, "not_found")
 NOT_APPROVER = Want(403, "not_an_approver")
+NOT_ASKER = Want(403, "not_the_asker")
 
 Setup = Callable[[Env], Awaitable[str]]
 
@@ -212,8 +214,13 @@ ROWS: tuple[Row, ...] = (
     Row(method="POST", path=_A + "/claim", setup=allowed, want=agent_only(wrong=HIDDEN)),
     Row(method="POST", path=_A + "/outcome", setup=executing,
         body={"status": "succeeded", "summary": "done"}, want=agent_only(wrong=HIDDEN)),
+    # an admin passes the role check to withdraw a change to interlock they asked for
     Row(method="POST", path=_A + "/cancel", setup=pending, body={},
-        want=agent_only(wrong=HIDDEN)),
+        want=agent_only(wrong=HIDDEN) | {"admin": NOT_ASKER}),
+    Row(method="POST", path=_A + "/cancel", setup=gated_change, body={},
+        name="a change to interlock", who={"admin": "boss2"},
+        want=agent_only(wrong=HIDDEN) | {"agent": HIDDEN, "admin": NOT_ASKER},
+        extra={"asker": ("boss", OK)}),
     Row(method="POST", path="/v1/evaluate", body={"action": "deploy", "agent": "bot"},
         want={**reviewers(), "agent": OK, "other_agent": Want(403, "agent_mismatch")}),
     # -- reviewers: approval rights are the request's approvers (tech-lead here) --
@@ -432,3 +439,15 @@ async def test_revoked_and_expired_tokens(env: Env) -> None:
     r = await env.client.get("/v1/queue", headers={"Authorization": f"Bearer {secret2}"})
     assert r.status_code == 401
     assert secret2 not in r.text
+
+
+async def test_the_admin_who_asked_may_withdraw_the_change(env: Env) -> None:
+    rid = await gated_change(env)
+    r = await env.post(f"/v1/actions/{rid}/cancel", "boss2", {})
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "not_the_asker")
+    r = await env.post(f"/v1/actions/{rid}/cancel", "boss", {})
+    assert r.status_code == 200, r.text
+    assert (r.json()["state"], r.json()["reason"]) == ("cancelled", "withdrawn by boss")
+    [entry] = [e for e in env.store.timeline(rid) if e.event == "state.cancelled"]
+    assert entry.actor == "admin:boss"
+    assert (await env.decide(rid, "boss2")).status_code == 409  # nothing left to approve

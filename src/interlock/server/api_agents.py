@@ -165,7 +165,7 @@ async def outcome(request: HttpRequest) -> Response:
 
 
 async def cancel(request: HttpRequest) -> Response:
-    who = await caller(request, "agent")
+    who = await caller(request, "agent", "admin")  # admins: only a change they asked for
     rid = path_id(request)
     reason = None
     if (await request.body()).strip():
@@ -212,8 +212,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              summary="Report how a claimed action went", roles=("agent",), body=OutcomeIn,
              response=RequestOut, errors=(404, 409), tags=("agents",)),
     Endpoint(method="POST", path=_ID + "/cancel", handler=cancel,
-             summary="Withdraw a request before claiming it", roles=("agent",),
-             body=CancelIn, response=RequestOut, errors=(404, 409), tags=("agents",)),
+             summary="Withdraw a request before claiming it (an admin: a change to interlock "
+             "they asked for)", roles=("agent", "admin"),
+             body=CancelIn, response=RequestOut, errors=(403, 404, 409), tags=("agents",)),
     Endpoint(method="POST", path="/v1/evaluate", handler=evaluate,
              summary="The policy's decision and explanation, storing nothing",
              roles=("agent", "reviewer"), body=ActionIn, response=EvaluateOut,

@@ -552,14 +552,17 @@ class LifecycleStore(StoreBase):
             levels.step(tx, self.autonomy, row["agent"], "failed_after_approval",
                           request_id=row["id"])
 
-    def cancel(self, request_id: str, *, agent: str, reason: str | None = None) -> Request:
-        """The agent withdraws a request it has not claimed."""
+    def cancel(self, request_id: str, *, agent: str, reason: str | None = None,
+               actor: str | None = None) -> Request:
+        """The agent withdraws a request it has not claimed (`actor`: who did it for the
+        agent, e.g. the admin who asked for one of interlock's own changes)."""
         with self._write(pipelined=True) as tx:
             row = self._load(tx, request_id, lock=True)
             if row["agent"] != agent:
                 raise NotFound(f"no request `{request_id}`")
             row = self._transition(
-                tx, row, State.CANCELLED, actor=f"agent:{agent}", data={"reason": reason},
+                tx, row, State.CANCELLED, actor=actor or f"agent:{agent}",
+                data={"reason": reason},
                 values={"reason": reason or "cancelled by the agent", "deadline": None,
                         "ttl_expires_at": None},
             )
