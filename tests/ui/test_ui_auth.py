@@ -120,6 +120,11 @@ ROWS: tuple[Row, ...] = (
         want=signed_in_only(REFUSED), extra={"asker": REFUSED}),
     Row(method="POST", path="/requests/{rid}/resolve", setup=suggestion,
         form={"status": "done"}, want=signed_in_only("-> /requests", outsider=REFUSED)),
+    Row(method="POST", path="/requests/{rid}/withdraw", setup=gated_change,
+        form={"reason": "asked too soon"}, name="a change to interlock",
+        want=signed_in_only(REFUSED), extra={"asker": "-> /requests"}),
+    Row(method="POST", path="/requests/{rid}/withdraw", setup=deletion,
+        want=signed_in_only(REFUSED)),
     Row(method="POST", path="/requests/{rid}/check-args", setup=deletion,
         form={"args": "{}"}, want=signed_in_only(OK)),
     Row(method="GET", path="/batches/{batch_id}", setup=batch, want=signed_in_only(OK)),
@@ -251,6 +256,7 @@ def test_who_asked_for_a_change_sees_no_approve_form(browsers: Browsers) -> None
     assert "a second admin must approve it" in page
     assert f'action="/requests/{rid}/decide"' not in page
     assert f'action="/requests/{rid}/delegate"' not in page
+    assert f'action="/requests/{rid}/withdraw"' in page  # theirs to take back
     assert rid not in asker.get("/").text
     second = browsers.clients["second"]
     page = second.get(f"/requests/{rid}").text
@@ -261,3 +267,15 @@ def test_who_asked_for_a_change_sees_no_approve_form(browsers: Browsers) -> None
         "verdict": "approve", "csrf": csrf_of(page)}, follow_redirects=False)
     assert r.status_code == 303
     assert browsers.env.store.get(rid).state is State.SUCCEEDED
+
+
+def test_who_asked_for_a_change_may_withdraw_it(browsers: Browsers) -> None:
+    rid = gated_change(browsers.env)
+    asker = browsers.clients["asker"]
+    page = asker.get(f"/requests/{rid}").text
+    r = asker.post(f"/requests/{rid}/withdraw", data={
+        "reason": "asked too soon", "csrf": csrf_of(page)}, follow_redirects=False)
+    assert r.status_code == 303
+    withdrawn = browsers.env.store.get(rid)
+    assert (withdrawn.state, withdrawn.reason) == (State.CANCELLED, "asked too soon")
+    assert "Withdrawn." in asker.get(r.headers["location"]).text

@@ -25,7 +25,7 @@ from interlock.errors import Conflict, InterlockError, NotFound
 from interlock.gateway import Gateway, Principal, authenticate
 from interlock.server import ui_insights
 from interlock.server import ui_views as views
-from interlock.server.auth import check_may_act_on
+from interlock.server.auth import asked_for, check_may_act_on
 from interlock.server.settings import ServerSettings
 from interlock.server.ui_session import Session, Sessions, form_list, read_form
 from interlock.store import Request as Stored
@@ -49,6 +49,7 @@ DONE = {
     "request_changes": "You sent this request back for changes.",
     "delegate": "Reviewers were added to the current stage.",
     "resolve": "Recorded.",
+    "withdraw": "Withdrawn.",
 }
 #: How many pending requests the queue reads at once.
 QUEUE_LIMIT = 500
@@ -70,6 +71,7 @@ def routes(gateway: Gateway, settings: ServerSettings) -> list[BaseRoute]:
         Route("/requests/{rid}/decide", ui.decide, methods=["POST"]),
         Route("/requests/{rid}/delegate", ui.delegate, methods=["POST"]),
         Route("/requests/{rid}/resolve", ui.resolve, methods=["POST"]),
+        Route("/requests/{rid}/withdraw", ui.withdraw, methods=["POST"]),
         Route("/requests/{rid}/check-args", ui.check_args, methods=["POST"]),
         Route("/batches/{batch_id}", ui.batch_page, methods=["GET"]),
         Route("/batches/{batch_id}/decide", ui.batch_decide, methods=["POST"]),
@@ -427,6 +429,32 @@ class UI:
         except InterlockError as exc:
             return self.gateway_error(exc, again)
         return self.redirect(f"/requests/{quote(req.id)}?done=resolve")
+
+    async def withdraw(self, request: Request) -> Response:
+        """The admin who asked for a change to interlock takes it back (the API's cancel)."""
+        got = await self.posted(request)
+        if isinstance(got, Response):
+            return got
+        session, who, form = got
+        req = self.load(request.path_params["rid"], who)
+        if req is None:
+            return self.error(session, who, 404, "No such request",
+                              "There is no request with that id.")
+
+        if not asked_for(req, who):
+            return self.error(session, who, 403, "Not yours to withdraw",
+                              "Only the admin who asked for a change to interlock may "
+                              "withdraw it.")
+
+        def again(message: str, status: int = 422) -> Response:
+            return self.request_view(req, session, who, status=status, error=message,
+                                     error_form="withdraw", form=form)
+
+        try:
+            self.gw.cancel(req.id, who, form.get("reason", "").strip() or None)
+        except InterlockError as exc:
+            return self.gateway_error(exc, again)
+        return self.redirect(f"/requests/{quote(req.id)}?done=withdraw")
 
     async def check_args(self, request: Request) -> Response:
         """htmx: says whether the edited arguments are a JSON object, and what changed."""
