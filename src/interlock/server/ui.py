@@ -158,6 +158,21 @@ class UI:
             )
         return session, who, form
 
+    async def posted_on(
+        self, request: Request
+    ) -> tuple[Session, Principal, dict[str, str], Stored] | Response:
+        """`posted`, for a form about the request in the path: also the request, or a 404
+        page when there is none this person may see."""
+        got = await self.posted(request)
+        if isinstance(got, Response):
+            return got
+        session, who, form = got
+        req = self.load(request.path_params["rid"], who)
+        if req is None:
+            return self.error(session, who, 404, "No such request",
+                              "There is no request with that id.")
+        return session, who, form, req
+
     def error(
         self, session: Session | None, who: Principal | None, status: int, title: str,
         message: str,
@@ -316,14 +331,10 @@ class UI:
                            changed=seen.isdigit() and int(seen) != req.version)
 
     async def decide(self, request: Request) -> Response:
-        got = await self.posted(request)
+        got = await self.posted_on(request)
         if isinstance(got, Response):
             return got
-        session, who, form = got
-        req = self.load(request.path_params["rid"], who)
-        if req is None:
-            return self.error(session, who, 404, "No such request",
-                              "There is no request with that id.")
+        session, who, form, req = got
         verdict = form.get("verdict", "")
         note = {"approve": form.get("note"), "deny": form.get("reason"),
                 "request_changes": form.get("changes_note")}.get(verdict)
@@ -380,14 +391,10 @@ class UI:
         return again(exc.message, status=exc.status)
 
     async def delegate(self, request: Request) -> Response:
-        got = await self.posted(request)
+        got = await self.posted_on(request)
         if isinstance(got, Response):
             return got
-        session, who, form = got
-        req = self.load(request.path_params["rid"], who)
-        if req is None:
-            return self.error(session, who, 404, "No such request",
-                              "There is no request with that id.")
+        session, who, form, req = got
         to = [t.strip() for t in form.get("to", "").split(",") if t.strip()]
 
         def again(message: str, status: int = 422) -> Response:
@@ -405,14 +412,10 @@ class UI:
         return self.redirect(f"/requests/{quote(req.id)}?done=delegate")
 
     async def resolve(self, request: Request) -> Response:
-        got = await self.posted(request)
+        got = await self.posted_on(request)
         if isinstance(got, Response):
             return got
-        session, who, form = got
-        req = self.load(request.path_params["rid"], who)
-        if req is None:
-            return self.error(session, who, 404, "No such request",
-                              "There is no request with that id.")
+        session, who, form, req = got
         status = form.get("status", "")
 
         def again(message: str, status: int = 422) -> Response:
@@ -432,14 +435,10 @@ class UI:
 
     async def withdraw(self, request: Request) -> Response:
         """The admin who asked for a change to interlock takes it back (the API's cancel)."""
-        got = await self.posted(request)
+        got = await self.posted_on(request)
         if isinstance(got, Response):
             return got
-        session, who, form = got
-        req = self.load(request.path_params["rid"], who)
-        if req is None:
-            return self.error(session, who, 404, "No such request",
-                              "There is no request with that id.")
+        session, who, form, req = got
 
         if not asked_for(req, who):
             return self.error(session, who, 403, "Not yours to withdraw",
