@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from interlock.errors import BadInput, Conflict
+from interlock.errors import BadInput, Conflict, Forbidden
 from interlock.policy import Policy
 from interlock.policy.records import (
     Decision,
@@ -86,17 +86,31 @@ def agent_levels(store: Store, policy: Policy, name: str | None = None) -> list[
     return out
 
 
-def gate_result(policy_hash: str, reason: str) -> PolicyResult:
-    """The requirements of a gated change: one approval by an admin, within a day."""
+def gate_result(
+    policy_hash: str, reason: str,
+    guidance: str = "An autonomy level decides which actions run without asking: check "
+    "that this agent has earned it.",
+) -> PolicyResult:
+    """The requirements of one of interlock's own gated changes (an autonomy level, a
+    policy change, a token): one approval by a second admin, within a day."""
     gate = Gate(source=GATE_RULE,
                 stages=(Stage(name="second-admin", approvers=("admin",), quorum=1),),
-                timeout=_DAY, on_timeout=OnTimeout.DENY, approval_ttl=_DAY,
-                guidance="An autonomy level decides which actions run without asking: "
-                "check that this agent has earned it.")
+                timeout=_DAY, on_timeout=OnTimeout.DENY, approval_ttl=_DAY, guidance=guidance)
     return PolicyResult(
         decision=Decision.REQUIRE_APPROVAL, rules=(GATE_RULE,), reasons=(reason,),
         risk=Risk.HIGH, requirements=Requirements(gates=(gate,)), policy_hash=policy_hash,
     )
+
+
+def require_second_admin(store: Store, asker: str, what: str) -> None:
+    """403 `no_second_admin` unless a live admin token other than the asker's exists: a
+    gated change nobody could approve would only wait for its timeout."""
+    now = store.clock.now()
+    if not any(t.kind == "admin" and t.revoked_at is None and t.name != asker
+               and (t.expires_at is None or t.expires_at > now) for t in store.tokens()):
+        raise Forbidden(f"{what} needs a second admin's approval, and no other admin token "
+                        "exists: create one with `interlock token create --admin NAME` first",
+                        code="no_second_admin")
 
 
 def parse_level(text: str) -> Level:

@@ -11,10 +11,9 @@ from typing import Annotated
 
 import typer
 
-from interlock.autonomy import agent_levels, parse_level, propose
+from interlock.autonomy import agent_levels, parse_level, propose, require_second_admin
 from interlock.cli.db import DEFAULT_DB, DbOption
 from interlock.cli.tokens import _policy
-from interlock.errors import Forbidden
 from interlock.policy import Policy, load_policy_text
 from interlock.store import open_store
 
@@ -46,11 +45,7 @@ def set_(
     store = open_store(db)
     try:
         asker = requested_by or getpass.getuser()
-        if not any(t.kind == "admin" and t.revoked_at is None and t.name != asker
-                   for t in store.tokens()):
-            raise Forbidden("setting an autonomy level needs a second admin's approval, and "
-                            "no other admin token exists: create one with "
-                            "`interlock token create --admin NAME` first")
+        require_second_admin(store, asker, "setting an autonomy level")
         r = propose(store, agent=agent, level=level, pinned=pin, reason=reason,
                     requested_by=asker, policy_hash=loaded.hash if loaded else "")
         typer.echo(r.id)

@@ -15,18 +15,10 @@ from typing import Annotated, Any
 
 import typer
 
+from interlock.autonomy import gate_result, require_second_admin
 from interlock.cli.db import DEFAULT_DB, DbOption
-from interlock.errors import BadInput, Conflict, Forbidden
+from interlock.errors import BadInput, Conflict
 from interlock.policy import Policy, load_policy, parse_duration
-from interlock.policy.records import (
-    Decision,
-    Gate,
-    OnTimeout,
-    PolicyResult,
-    Requirements,
-    Risk,
-    Stage,
-)
 from interlock.store import State, Store, open_store
 
 app = typer.Typer(help="Create, list and revoke bearer tokens.", no_args_is_help=True,
@@ -34,7 +26,6 @@ app = typer.Typer(help="Create, list and revoke bearer tokens.", no_args_is_help
 
 #: The built-in agent that proposes interlock's own gated changes.
 INTERLOCK_AGENT = "interlock"
-GATE_RULE = "gates-on-the-gate"
 #: Exit code when the token waits for a second admin's approval.
 PENDING_EXIT = 3
 
@@ -59,20 +50,6 @@ def approver_groups(policy: Policy) -> set[str]:
         for stage in rule.gate.stages:
             names.update(stage.approvers)
     return {n for n in names if isinstance(n, str) and not n.startswith("user:")}
-
-
-def _gate_result(policy_hash: str, groups: list[str]) -> PolicyResult:
-    day = 24 * 3600.0
-    gate = Gate(source=GATE_RULE,
-                stages=(Stage(name="second-admin", approvers=("admin",), quorum=1),),
-                timeout=day, on_timeout=OnTimeout.DENY, approval_ttl=day,
-                guidance="A token in an approver group can approve gated actions: "
-                "check that this person should.")
-    return PolicyResult(
-        decision=Decision.REQUIRE_APPROVAL, rules=(GATE_RULE,),
-        reasons=(f"a token in approver group(s) {', '.join(groups)} needs a second admin",),
-        risk=Risk.HIGH, requirements=Requirements(gates=(gate,)), policy_hash=policy_hash,
-    )
 
 
 def _issue(store: Store, args: dict[str, Any], actor: str) -> str:
@@ -163,11 +140,7 @@ def create(
             typer.echo(_issue(store, args, "cli"))
             return
         asker = requested_by or getpass.getuser()
-        if not any(t.kind == "admin" and t.revoked_at is None and t.name != asker
-                   for t in store.tokens()):
-            raise Forbidden("a token in an approver group needs a second admin's approval, "
-                            "and no other admin token exists: create one with "
-                            "`interlock token create --admin NAME` first")
+        require_second_admin(store, asker, "a token in an approver group")
         args["requested_by"] = asker
         loaded = _policy(policy)
         r = store.submit(
@@ -175,7 +148,11 @@ def create(
             action={"action": "token.create", "agent": INTERLOCK_AGENT, "args": args,
                     "reason": f"{asker} asks for a reviewer token for {name} in "
                     f"{', '.join(gated)}", "risk": "high"},
-            result=_gate_result(loaded.hash if loaded else "", gated),
+            result=gate_result(
+                loaded.hash if loaded else "",
+                f"a token in approver group(s) {', '.join(gated)} needs a second admin",
+                guidance="A token in an approver group can approve gated actions: check "
+                "that this person should."),
         )
         typer.echo(f"request {r.id}: a reviewer token in approver group(s) "
                    f"{', '.join(gated)} needs a second admin's approval", err=True)

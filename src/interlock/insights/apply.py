@@ -17,21 +17,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from interlock.autonomy import claim_approved
-from interlock.errors import BadInput, Conflict, Forbidden, InterlockError, NotFound, PolicyError
+from interlock.autonomy import claim_approved, gate_result, require_second_admin
+from interlock.errors import BadInput, Conflict, InterlockError, NotFound, PolicyError
 from interlock.insights import policy_edit as pe
 from interlock.insights.advice import Advice, advise, text_hash
 from interlock.insights.figures import report
 from interlock.policy import Policy, load_policy_text
-from interlock.policy.records import (
-    Decision,
-    Gate,
-    OnTimeout,
-    PolicyResult,
-    Requirements,
-    Risk,
-    Stage,
-)
 from interlock.store import Request, Store
 from interlock.store.autonomy import INTERLOCK_AGENT
 
@@ -54,7 +45,6 @@ __all__ = [
 CHANGE_ACTION = "policy.change"
 #: The audit event of every policy file rewritten through interlock.
 CHANGED_EVENT = "policy.changed"
-GATE_RULE = "gates-on-the-gate"
 #: Advice is looked for over this window unless told otherwise.
 DEFAULT_WINDOW = 7 * 86400.0
 _DAY = 86400.0
@@ -177,29 +167,10 @@ def loosens(changes: Sequence[pe.Change]) -> bool:
 
 # --- the second admin ---------------------------------------------------------------------
 
-def gate_result(policy_hash: str) -> PolicyResult:
-    """The requirements of a loosening change: one approval by an admin, within a day."""
-    gate = Gate(source=GATE_RULE,
-                stages=(Stage(name="second-admin", approvers=("admin",), quorum=1),),
-                timeout=_DAY, on_timeout=OnTimeout.DENY, approval_ttl=_DAY,
-                guidance="This policy change lets more actions run without a person: read "
-                "the diff and the figures behind it.")
-    return PolicyResult(
-        decision=Decision.REQUIRE_APPROVAL, rules=(GATE_RULE,),
-        reasons=("a policy change that loosens a gate needs a second admin",),
-        risk=Risk.HIGH, requirements=Requirements(gates=(gate,)), policy_hash=policy_hash,
-    )
-
-
 def propose(store: Store, *, advice: Advice, requested_by: str,
             reason: str | None = None) -> Request:
     """Store a loosening change as a pending `policy.change` request for a second admin."""
-    now = store.clock.now()
-    if not any(t.kind == "admin" and t.revoked_at is None and t.name != requested_by
-               and (t.expires_at is None or t.expires_at > now) for t in store.tokens()):
-        raise Forbidden("this change loosens a gate and needs a second admin's approval, and "
-                        "no other admin token exists: create one with "
-                        "`interlock token create --admin NAME` first", code="no_second_admin")
+    require_second_admin(store, requested_by, "this change loosens a gate and")
     assert advice.policy_hash is not None and advice.diff is not None
     return store.submit(
         agent=INTERLOCK_AGENT,
@@ -213,7 +184,10 @@ def propose(store: Store, *, advice: Advice, requested_by: str,
                       + (f" ({reason})" if reason else ""),
             "preview": {"kind": "diff", "content": advice.diff},
         },
-        result=gate_result(advice.policy_hash),
+        result=gate_result(
+            advice.policy_hash, "a policy change that loosens a gate needs a second admin",
+            guidance="This policy change lets more actions run without a person: read the "
+            "diff and the figures behind it."),
     )
 
 
