@@ -107,3 +107,48 @@ def test_a_failing_leader_leaves_the_joined_writes_committed(sqlite_store: Store
     events = [e.event for e in store.audit_entries()]
     assert "leader" not in events and events.count("submitted") == 4
     assert store.verify().ok
+
+
+def test_writes_arriving_during_a_commit_share_the_next_one(sqlite_store: Store) -> None:
+    """Writers that queue while the leader commits form one group behind it (one COMMIT for
+    all of them), instead of each taking the lock to commit alone."""
+    store = sqlite_store
+    store.submit(agent="bot", action=action(n=0), result=result(Decision.ALLOW))  # warm
+    commits: list[str] = []
+    store._kept().connection.driver_connection.set_trace_callback(
+        lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    groups = store._groups
+    closing = groups.next
+    writers: list[threading.Thread] = []
+    done: list[str] = []
+
+    def writer(i: int) -> None:
+        done.append(store.submit(agent="bot", action=action(n=i),
+                                 result=result(Decision.ALLOW)).id)
+
+    def next_then_queue() -> object:
+        member = closing()
+        if member is None and not writers:  # the first leader is about to commit
+            writers.extend(threading.Thread(target=writer, args=(i,)) for i in range(1, 6))
+            for w in writers:
+                w.start()
+            while len(groups._waiting) < len(writers):
+                threading.Event().wait(0.005)
+        return member
+
+    groups.next = next_then_queue  # type: ignore[method-assign]
+    first = store.submit(agent="bot", action=action(n=99), result=result(Decision.ALLOW))
+    for w in writers:
+        w.join(10)
+
+    assert len(done) == 5
+    assert len(commits) == 2, commits  # the first write's, then one for the five behind it
+    assert all(store.get(rid).state is State.ALLOWED for rid in [first.id, *done])
+    assert not groups._busy and not groups._waiting
+    assert store.verify().ok
+
+
+def test_a_write_inside_a_write_is_refused(sqlite_store: Store) -> None:
+    with sqlite_store._write(), pytest.raises(RuntimeError, match="inside another write"), \
+            sqlite_store._write():
+        pass

@@ -139,9 +139,20 @@ class StoreBase:
                 yield tx
             return
         if self.backend.single_writer:
+            if self._groups.nested():
+                raise RuntimeError("a store write cannot run inside another write")
             member = self._groups.join()
-            with self._leading() if member is None else self._joined(member) as tx:
-                yield tx
+            if member is not None:
+                member.turn.wait()
+                if member.leads:
+                    self._groups.take()
+                    member = None
+            try:
+                with self._leading() if member is None else self._joined(member) as tx:
+                    yield tx
+            finally:
+                if member is None:
+                    self._groups.finish()
             return
         with self.backend.write_lock(), self._begin_write() as conn:
             tx = Tx(conn=conn, now=self.clock.now(), statements=self._statements,
@@ -156,12 +167,12 @@ class StoreBase:
     @contextmanager
     def _leading(self) -> Iterator[Tx]:
         """A single writer's transaction (see `interlock.store.group`): this write, then each
-        write that arrived meanwhile, then one COMMIT for all of them."""
+        write that arrived meanwhile, then one COMMIT for all of them. The caller hands the
+        lead on (`Groups.finish`) once this returns."""
         with self.backend.write_lock():
             conn = self._kept()
             begun = conn.begin()
             trans: sa.RootTransaction | None = begun
-            self._groups.lead()
             head = self._head
             tx = Tx(conn=conn, now=self.clock.now(), statements=self._statements)
             failure: BaseException | None = None
@@ -213,7 +224,6 @@ class StoreBase:
     def _joined(self, member: group.Member) -> Iterator[Tx]:
         """A write inside the transaction another writer leads, in a savepoint of its own;
         it returns once that transaction has committed."""
-        member.turn.wait()
         if member.failed is not None:
             raise StoreUnavailable(f"the write could not start: {member.failed}")
         conn = self._kept()

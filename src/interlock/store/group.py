@@ -1,10 +1,13 @@
 """Group commit for a single writer (SQLite): writes that arrive while one is under way run in
 its transaction, each in its own savepoint, and share its one COMMIT (one fsync).
 
-The thread holding the write lock leads: it runs its own write, then lets each waiting writer
-run on the same connection in turn, and commits once nobody waits. A writer returns only after
-the commit that made its write durable; one whose write fails is rolled back to its savepoint
-alone and gets its error at once.
+One thread leads at a time. It runs its own write, then lets each waiting writer run on the
+same connection in turn, and commits once nobody waits (or the group is full). Writers that
+arrive while it commits wait too: the leader hands the lead to the first of them once its
+commit is done, and the others join that next group. So under load every commit carries
+every write that arrived during the one before, instead of each waiting writer queueing on
+the lock to commit alone. A writer returns only after the commit that made its write durable;
+one whose write fails is rolled back to its savepoint alone and gets its error at once.
 """
 
 from __future__ import annotations
@@ -13,13 +16,20 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
+#: Writes one transaction carries at most; the rest wait for the next group, so a steady
+#: stream of writers cannot hold off a leader's commit forever.
+GROUP_LIMIT = 64
+
 
 @dataclass(eq=False)
 class Member:
-    """A write waiting to run inside the leader's transaction."""
+    """A write waiting for its turn: to run inside the leader's transaction, or to lead."""
 
     turn: threading.Event = field(default_factory=threading.Event)
-    """Set by the leader: the transaction is open and the connection is this writer's."""
+    """Set when the connection is this writer's: inside the leader's open transaction, or,
+    with `leads`, to open the next one."""
+    leads: bool = False
+    """Set with `turn` when the writer is to lead the next group itself."""
     ran: threading.Event = field(default_factory=threading.Event)
     """Set by the writer: its write is done (or rolled back to its savepoint)."""
     done: threading.Event = field(default_factory=threading.Event)
@@ -29,35 +39,56 @@ class Member:
 
 
 class Groups:
-    """Who leads the open transaction, and who waits to join it."""
+    """Who leads, and who waits to join the open transaction or to lead the next."""
 
     def __init__(self) -> None:
         self._gate = threading.Lock()
-        self._leading = False
+        #: A leader is at work (from `join` naming it until `finish`): others wait.
+        self._busy = False
         self._leader: int | None = None
+        self._served = 0
         self._waiting: deque[Member] = deque()
 
     def join(self) -> Member | None:
-        """A place in the transaction being led, or None when there is none to join (or the
-        caller leads it: a write nested in another fails as it always did, not waits)."""
+        """None: the caller leads now. Otherwise a place in line: wait for its `turn`, then
+        lead if `leads` is set, else run inside the leader's transaction."""
         with self._gate:
-            if not self._leading or self._leader == threading.get_ident():
+            if not self._busy:
+                self._busy = True
+                self._leader = threading.get_ident()
+                self._served = 0
                 return None
             member = Member()
             self._waiting.append(member)
             return member
 
-    def lead(self) -> None:
-        """The caller holds the write lock and opens a transaction others may join."""
+    def nested(self) -> bool:
+        """Whether the caller is the leader, i.e. asks for a write inside its own."""
+        return self._leader == threading.get_ident()
+
+    def take(self) -> None:
+        """A writer handed the lead by `finish` starts its group."""
         with self._gate:
-            self._leading = True
             self._leader = threading.get_ident()
+            self._served = 0
 
     def next(self) -> Member | None:
-        """The next writer to run, or None: then nobody can join any more, so commit."""
+        """The next writer to run in the open transaction, or None: commit now. Writers that
+        arrive from here on wait for the next group."""
         with self._gate:
-            if self._waiting:
+            if self._waiting and self._served < GROUP_LIMIT:
+                self._served += 1
                 return self._waiting.popleft()
-            self._leading = False
-            self._leader = None
+            self._served = GROUP_LIMIT  # closed: nobody joins this group any more
             return None
+
+    def finish(self) -> None:
+        """The leader's commit is done: hand the lead to the first writer waiting, if any."""
+        with self._gate:
+            self._leader = None
+            if not self._waiting:
+                self._busy = False
+                return
+            heir = self._waiting.popleft()
+            heir.leads = True
+            heir.turn.set()
