@@ -104,8 +104,12 @@ class StoreBase:
         #: (seq, hash) of the audit head as this store last wrote it (SQLite's chaining).
         self._head: tuple[int, str] | None = None
         self._groups = group.Groups()
-        #: PostgreSQL's pipelined writes send their own BEGIN and COMMIT.
-        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        #: PostgreSQL's pipelined writes: idle driver connections of the store's own, in
+        #: autocommit mode (the writes send their own BEGIN and COMMIT), so a write takes
+        #: no pool checkout, mode switch, reset and return.
+        self._direct: list[Any] = []
+        self._direct_lock = threading.Lock()
+        self._closed = False
         try:
             migrate.ensure(self.engine, self.backend, auto_upgrade=auto_upgrade)
         except sa.exc.DBAPIError as exc:
@@ -123,6 +127,12 @@ class StoreBase:
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
+        with self._direct_lock:
+            self._closed = True
+            direct, self._direct = self._direct, []
+        for conn in direct:
+            with suppress(Exception):
+                conn.close()
         self.engine.dispose()
 
     # -- transactions ---------------------------------------------------------------
@@ -155,7 +165,7 @@ class StoreBase:
                     self._groups.finish()
             return
         with self.backend.write_lock(), self._begin_write() as conn:
-            tx = Tx(conn=conn, now=self.clock.now(), statements=self._statements,
+            tx = Tx(link=conn, now=self.clock.now(), statements=self._statements,
                     pipeline=self.backend.pipeline)
             try:
                 yield tx
@@ -174,7 +184,7 @@ class StoreBase:
             begun = conn.begin()
             trans: sa.RootTransaction | None = begun
             head = self._head
-            tx = Tx(conn=conn, now=self.clock.now(), statements=self._statements)
+            tx = Tx(link=conn, now=self.clock.now(), statements=self._statements)
             failure: BaseException | None = None
             try:
                 try:
@@ -230,7 +240,7 @@ class StoreBase:
         driver = conn.connection.driver_connection
         assert driver is not None
         head = self._head
-        tx = Tx(conn=conn, now=self.clock.now(), statements=self._statements)
+        tx = Tx(link=conn, now=self.clock.now(), statements=self._statements)
         try:
             driver.execute("SAVEPOINT interlock_write")
             try:
@@ -282,10 +292,9 @@ class StoreBase:
         from psycopg import errors as psycopg_errors
         from psycopg.pq import TransactionStatus
 
-        with self._autocommit.connect() as conn:
-            driver = conn.connection.driver_connection
-            assert driver is not None
-            tx = Tx(conn=conn, now=self.clock.now(), statements=self._statements, pipeline=True)
+        driver = self._take_direct()
+        try:
+            tx = Tx(link=None, now=self.clock.now(), statements=self._statements, pipeline=True)
             tx.cursor = driver.cursor()
             try:
                 try:
@@ -306,6 +315,37 @@ class StoreBase:
                 raise
             finally:
                 tx.cursor.close()
+        finally:
+            self._give_direct(driver)
+
+    #: Idle direct connections kept at most; more are closed when given back.
+    DIRECT_KEPT = 16
+
+    def _take_direct(self) -> Any:
+        """An idle autocommit driver connection of the store's own, opened if none is idle.
+        It comes from the engine (its URL, arguments and events), detached from the pool."""
+        with self._direct_lock:
+            if self._direct:
+                return self._direct.pop()
+        pooled = self.engine.raw_connection()
+        driver = pooled.driver_connection
+        pooled.detach()
+        assert driver is not None
+        driver.autocommit = True
+        return driver
+
+    def _give_direct(self, conn: Any) -> None:
+        """Keep a connection for the next write, unless it is broken, inside a transaction
+        (a ROLLBACK that failed), one too many, or the store is closed."""
+        from psycopg.pq import TransactionStatus
+
+        with self._direct_lock:
+            if (not self._closed and not conn.closed and len(self._direct) < self.DIRECT_KEPT
+                    and conn.info.transaction_status == TransactionStatus.IDLE):
+                self._direct.append(conn)
+                return
+        with suppress(Exception):
+            conn.close()
 
     def _flush_pipelined(self, tx: Tx) -> None:
         for stmt, params, _miss in tx.deferred:

@@ -79,6 +79,9 @@ class Grant:
 _LIVE = sa.select(t.grants.c.revoked_at, t.grants.c.expires_at).where(
     t.grants.c.id == sa.bindparam("grant_id"))
 
+#: On the driver's cursor: a pipelined vote may write a grant.
+_INSERT = t.grants.insert()
+
 
 def insert(
     tx: Tx, new: NewGrant, *, agent: str, action: str, reviewer: Reviewer, request_id: str,
@@ -90,9 +93,9 @@ def insert(
                   created_at=tx.now, expires_at=new.expires_at, revoked_at=None)
     match = {"scope": new.scope, "run_id": new.run_id, "args_pattern": new.args_pattern,
              "groups": list(reviewer.groups), "request_id": request_id}
-    tx.conn.execute(t.grants.insert().values(
-        id=grant.id, agent=agent, action_name=action, match=dumps(match),
-        reviewer=reviewer.name, created_at=tx.now, expires_at=new.expires_at))
+    tx.run(_INSERT, {"id": grant.id, "agent": agent, "action_name": action,
+                     "match": dumps(match), "reviewer": reviewer.name, "created_at": tx.now,
+                     "expires_at": new.expires_at})
     tx.audit(f"reviewer:{reviewer.name}", "grant.created",
              {"grant": grant.id, "agent": agent, "action": action, "scope": new.scope,
               "run_id": new.run_id, "args_pattern": new.args_pattern,

@@ -80,8 +80,9 @@ class Statements:
 class Tx:
     """One write transaction: its connection, its time, and what it will audit."""
 
-    conn: sa.Connection
-    """The connection, inside BEGIN (IMMEDIATE on SQLite)."""
+    link: sa.Connection | None
+    """SQLAlchemy's connection, inside BEGIN (IMMEDIATE on SQLite); None where the write is
+    pipelined on a driver connection of the store's own (`cursor` is then set)."""
     now: float
     """The clock's time for everything this transaction writes."""
     statements: Statements
@@ -94,6 +95,13 @@ class Tx:
     """Deferred updates, with the error to raise if one does not change exactly one row."""
     entries: list[chain.Pending] = field(default_factory=list)
     """Audit entries, chained at commit."""
+
+    @property
+    def conn(self) -> sa.Connection:
+        """SQLAlchemy's connection, for writes that are not pipelined."""
+        if self.link is None:
+            raise RuntimeError("a pipelined write has only the driver's cursor")
+        return self.link
 
     def audit(
         self,
