@@ -504,16 +504,16 @@ class Gateway:
         outcome = BatchOutcome()
         by_id = {r.id: r for r in requests}
         verdicts: dict[str, Verdict] = {}
+        confirmed: set[str] = set()  # approvals whose typed confirmation was checked
         for rid, one in wanted.items():
             request = by_id.get(rid)
+            needs = one == "approve" and request is not None and (
+                request.requirements is not None and request.requirements.confirm)
             if one not in ("approve", "deny", "request_changes"):
                 outcome.skipped.append({"id": rid, "reason": f"unknown verdict `{one}`"})
             elif request is None:
                 outcome.skipped.append({"id": rid, "reason": f"not in batch `{batch_id}`"})
-            elif one == "approve" and request.requirements is not None and (
-                request.requirements.confirm
-                and (confirmation or "").strip() != self.confirmation_phrase(request)
-            ):
+            elif needs and (confirmation or "").strip() != self.confirmation_phrase(request):
                 outcome.skipped.append({
                     "id": rid,
                     "reason": "needs typed confirmation "
@@ -521,6 +521,8 @@ class Gateway:
                 })
             else:
                 verdicts[rid] = one  # type: ignore[assignment]
+                if needs:
+                    confirmed.add(rid)
         for r in requests:  # already decided items named by approve_all/reject_all
             if verdict != "each" and r.state is not State.PENDING:
                 outcome.skipped.append({"id": r.id, "reason": f"it is {r.state.value}"})
@@ -529,7 +531,7 @@ class Gateway:
                 note = f"rejected with its batch `{batch_id}` by {reviewer.name}"
             done, skipped = self.store.vote_batch(
                 batch_id, agent=next(iter(agents)), reviewer=reviewer.reviewer,
-                verdicts=verdicts, note=note, confirmed=bool(confirmation),
+                verdicts=verdicts, note=note, confirmed=frozenset(confirmed),
             )
             outcome.results.extend(
                 {"id": d.id, "state": d.state.value, "version": d.version} for d in done

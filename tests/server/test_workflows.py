@@ -182,6 +182,21 @@ async def test_typed_confirmation_in_batches(env: Env) -> None:
     assert [x["state"] for x in r.json()["results"]] == ["approved", "approved"]
 
 
+async def test_a_batch_marks_confirmed_only_the_approvals_it_confirmed(env: Env) -> None:
+    """The phrase given with a batch confirms the items that ask for it, not the others."""
+    deploy = (await env.submit(action="deploy", environment="production", batch_id="m",
+                               idempotency_key="m-deploy"))["id"]
+    plain = (await env.submit(action="task.run", batch_id="m", idempotency_key="m-task"))["id"]
+    denied = (await env.submit(action="task.run", batch_id="m", idempotency_key="m-no"))["id"]
+    r = await env.post("/v1/batches/m/decision", "rev", {
+        "verdict": "each", "items": {deploy: "approve", plain: "approve", denied: "deny"},
+        "confirmation": "deploy production", "note": "ok"})
+    assert {x["id"] for x in r.json()["results"]} == {deploy, plain, denied}
+    confirmed = {rid: [v.confirmed for v in env.store.votes(rid)]
+                 for rid in (deploy, plain, denied)}
+    assert confirmed == {deploy: [True], plain: [False], denied: [False]}
+
+
 async def test_self_approval_is_refused(env: Env) -> None:
     _, secret = env.store.create_token(kind="reviewer", name="bot", groups=("tech-lead",),
                                        actor="test")

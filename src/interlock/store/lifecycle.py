@@ -6,7 +6,7 @@ Each method is one write transaction; states change only through `StoreBase._tra
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -262,12 +262,13 @@ class LifecycleStore(StoreBase):
         reviewer: Reviewer,
         verdicts: Mapping[str, Verdict] | Verdict,
         note: str | None = None,
-        confirmed: bool = False,
+        confirmed: Collection[str] = (),
     ) -> tuple[list[Request], list[tuple[str, str, str]]]:
         """One vote on each pending item of an agent's batch, in one transaction.
 
         `verdicts` is one verdict for every pending item (approve_all / reject_all), or
-        `{id: verdict}` (each). Returns the items voted on and the skipped ones as
+        `{id: verdict}` (each); `confirmed` names the items whose typed confirmation the
+        reviewer gave. Returns the items voted on and the skipped ones as
         (id, code, reason): not pending, not this reviewer's to decide, not in the batch."""
         done: list[Request] = []
         skipped: list[tuple[str, str, str]] = []
@@ -285,7 +286,7 @@ class LifecycleStore(StoreBase):
                     continue
                 try:
                     done.append(self._vote(tx, rid, reviewer=reviewer, verdict=verdict,
-                                           note=note, confirmed=confirmed))
+                                           note=note, confirmed=rid in confirmed))
                 except (Conflict, Forbidden, BadInput) as exc:  # checked before any write
                     skipped.append((rid, exc.code, exc.message))
         return done, skipped
