@@ -214,7 +214,7 @@ class Gateway:
         With `claim`, an action the policy lets run at once is also claimed, in the same
         transaction (an agent about to run it saves a round trip and a commit)."""
         action = self.prepare(body, agent)
-        self._check_rate(agent.name)
+        self._check_rate(agent.name, action.get("idempotency_key"))
         # The pending limit, and the pause where the facts did not read it, are checked in
         # the submit's own transaction: they hold at its commit, and cost no extra read. A
         # replay of an idempotency key is answered before them (it adds nothing); a new key
@@ -266,20 +266,26 @@ class Gateway:
                                   live=True)
         return grants.apply(result, action, found, self.store.clock.now())
 
-    def _check_rate(self, agent: str) -> None:
+    def _check_rate(self, agent: str, key: Any = None) -> None:
+        """`actions_per_minute`, per agent. At the limit, a replay of an idempotency key the
+        agent already used still passes (the store answers it with the first request, and it
+        is not counted): a client retrying after a lost answer must get that answer."""
         limit = self.policy.limits.actions_per_minute
         now = time.monotonic()
         with self._rate_lock:
             window = self._rate.setdefault(agent, deque())
             while window and window[0] <= now - 60.0:
                 window.popleft()
-            if len(window) >= limit:
-                raise TooMany(
-                    f"agent `{agent}` proposed {limit} actions in the last minute; "
-                    "slow down (a runaway loop stops here)",
-                    code="rate_limit",
-                )
-            window.append(now)
+            if len(window) < limit:
+                window.append(now)
+                return
+        if isinstance(key, str) and self.store.by_idempotency_key(agent, key) is not None:
+            return
+        raise TooMany(
+            f"agent `{agent}` proposed {limit} actions in the last minute; "
+            "slow down (a runaway loop stops here)",
+            code="rate_limit",
+        )
 
     def get(self, request_id: str, who: Principal) -> Request:
         """A request, if `who` may see it (an agent sees only its own)."""

@@ -6,10 +6,12 @@ No input a client can send is a 500; tokens never show up in logs or error messa
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
-from tests.server.conftest import Env
+from tests.server.conftest import POLICY, Env
 
+from interlock.policy import load_policy
 from interlock.server.app import ENDPOINTS
 
 pytestmark = pytest.mark.anyio
@@ -189,3 +191,23 @@ async def test_wrong_role_says_which_token_it_needs(env: Env) -> None:
     assert_error(r, 403, "wrong_role")
     assert r.json()["error"]["message"] == (
         "this needs a reviewer token; this one is an agent token")
+
+
+async def test_rate_limit_429_and_replays_still_answered(env: Env, tmp_path: Path) -> None:
+    """`actions_per_minute` refuses a new action past the limit; a replay of an idempotency
+    key gets its first request all the same (a retry after a lost answer must see it)."""
+    text = POLICY.read_text().replace("actions_per_minute: 100000", "actions_per_minute: 3")
+    assert "actions_per_minute: 3" in text
+    (tmp_path / "policy.yaml").write_text(text)
+    env.app.state.gateway.swap_policy(load_policy(tmp_path / "policy.yaml"))
+    firsts = [await env.submit(action="read_file", idempotency_key=f"r{n}") for n in range(3)]
+    assert_error(await env.post("/v1/actions", "bot", {"action": "read_file",
+                                                       "idempotency_key": "r3"}),
+                 429, "rate_limit")
+    assert_error(await env.post("/v1/actions", "bot", {"action": "read_file"}), 429,
+                 "rate_limit")
+    again = await env.post("/v1/actions", "bot", {"action": "read_file",
+                                                  "idempotency_key": "r1"})
+    assert again.status_code == 200 and again.json()["id"] == firsts[1]["id"]
+    # another agent has a window of its own
+    assert (await env.post("/v1/actions", "other", {"action": "read_file"})).status_code == 200

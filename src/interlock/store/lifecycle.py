@@ -88,6 +88,12 @@ class LifecycleStore(StoreBase):
         `admit`: the pending limit and pause checks, made in the same transaction."""
         return self._submit(agent, action, result, redact_paths, None, grant, admit)[0]
 
+    def by_idempotency_key(self, agent: str, key: str) -> Request | None:
+        """The request an agent submitted with this idempotency key, if any."""
+        with self._read() as conn:
+            row = conn.execute(_BY_KEY, {"agent": agent, "key": key}).mappings().first()
+        return None if row is None else to_request(dict(row))
+
     def submit_claimed(
         self,
         *,
