@@ -4,12 +4,17 @@ rolls back everything the transaction queued, audit entries included, and the st
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from store_helpers import action, approved, result, submit
 
 from interlock.errors import Conflict, TooMany
 from interlock.policy.records import Decision
 from interlock.store import Admission, AgentPaused, State, Store
+from interlock.store import schema as t
 from interlock.store.core import _CAS
+
+_PAUSE = t.pauses.insert()
+_PAUSED = sa.select(t.pauses.c.reason).where(t.pauses.c.scope == sa.bindparam("scope"))
 
 
 def test_missed_compare_and_set_commits_nothing(store: Store) -> None:
@@ -39,6 +44,26 @@ def test_error_inside_a_write_rolls_it_back(store: Store) -> None:
     assert store.audit_head() == head
     assert store.get(r.id).reason is None
     assert approved(store).state is State.APPROVED
+
+
+def test_a_write_that_fails_after_its_statements_ran_commits_none_of_them(store: Store) -> None:
+    """Statements already executed (a read after them made the database run them) are rolled
+    back with the write when it fails in Python: nothing commits but a write that completes."""
+    r = submit(store)
+    head = store.audit_head()
+    with pytest.raises(RuntimeError, match="after the insert"), \
+            store._write(pipelined=True) as tx:
+        tx.run(_PAUSE, {"scope": "bot", "reason": "half a write", "actor": "test",
+                        "at": tx.now})
+        tx.audit("system", "probe", {"n": 3}, request_id=r.id, digest=r.digest)
+        assert tx.fetch_row(_PAUSED, {"scope": "bot"}) == {"reason": "half a write"}
+        raise RuntimeError("fails after the insert")
+    assert store.paused("bot") is None
+    assert store.audit_head() == head
+    # the next write on the same connections commits as usual
+    store.pause(agent="bot", reason="a whole write", actor="test")
+    assert store.paused("bot") == "a whole write"
+    assert store.verify().ok
 
 
 def test_admission_checks_run_in_the_submit(store: Store) -> None:

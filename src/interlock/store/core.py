@@ -21,7 +21,7 @@ from interlock.clock import Clock, SystemClock
 from interlock.errors import Conflict, NotFound, StoreUnavailable
 from interlock.policy.records import Decision, PolicyResult, Requirements, Risk
 from interlock.store import audit as chain
-from interlock.store import group, migrate
+from interlock.store import group, migrate, pipelined
 from interlock.store import schema as t
 from interlock.store.backends import Backend, backend_for_url
 from interlock.store.records import (
@@ -104,12 +104,8 @@ class StoreBase:
         #: (seq, hash) of the audit head as this store last wrote it (SQLite's chaining).
         self._head: tuple[int, str] | None = None
         self._groups = group.Groups()
-        #: PostgreSQL's pipelined writes: idle driver connections of the store's own, in
-        #: autocommit mode (the writes send their own BEGIN and COMMIT), so a write takes
-        #: no pool checkout, mode switch, reset and return.
-        self._direct: list[Any] = []
-        self._direct_lock = threading.Lock()
-        self._closed = False
+        #: PostgreSQL's pipelined writes, on driver connections of their own.
+        self._pipelined = pipelined.Pipelined(self)
         try:
             migrate.ensure(self.engine, self.backend, auto_upgrade=auto_upgrade)
         except sa.exc.DBAPIError as exc:
@@ -127,12 +123,7 @@ class StoreBase:
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
-        with self._direct_lock:
-            self._closed = True
-            direct, self._direct = self._direct, []
-        for conn in direct:
-            with suppress(Exception):
-                conn.close()
+        self._pipelined.close()
         self.engine.dispose()
 
     # -- transactions ---------------------------------------------------------------
@@ -145,7 +136,7 @@ class StoreBase:
         needs a rowcount at once): on PostgreSQL the statements are pipelined, so the
         transaction costs a round trip per result it waits for, not one per statement."""
         if pipelined and self.backend.pipeline:
-            with self._write_pipelined() as tx:
+            with self._pipelined.write() as tx:
                 yield tx
             return
         if self.backend.single_writer:
@@ -278,86 +269,6 @@ class StoreBase:
         if conn.invalidated:
             conn.close()
             self._writer = None
-
-    @contextmanager
-    def _write_pipelined(self) -> Iterator[Tx]:
-        """PostgreSQL: BEGIN, the statements, the audit append and COMMIT in one pipeline,
-        so a transaction that reads nothing is one round trip, and the chain head, locked by
-        the append, is released by a COMMIT already queued behind it instead of one a round
-        trip later. The connection is in autocommit mode at the driver, so BEGIN and COMMIT
-        are statements of ours that psycopg queues like any other.
-
-        A compare-and-set that matches no row fails inside the database (`1 / count(*)`),
-        which aborts the transaction before its COMMIT runs."""
-        from psycopg import errors as psycopg_errors
-        from psycopg.pq import TransactionStatus
-
-        driver = self._take_direct()
-        try:
-            tx = Tx(link=None, now=self.clock.now(), statements=self._statements, pipeline=True)
-            tx.cursor = driver.cursor()
-            try:
-                try:
-                    with driver.pipeline():  # its exit sends the one Sync
-                        tx.cursor.execute(b"BEGIN")
-                        yield tx
-                        self._flush_pipelined(tx)
-                except psycopg_errors.DivisionByZero:
-                    misses = [miss for _s, _p, miss in tx.deferred if miss is not None]
-                    if len(misses) == 1:
-                        raise misses[0] from None
-                    raise Conflict("a request changed meanwhile; reload it and try again",
-                                   code="state_changed") from None
-            except BaseException:
-                if driver.info.transaction_status != TransactionStatus.IDLE:
-                    with suppress(Exception):
-                        driver.execute(b"ROLLBACK")
-                raise
-            finally:
-                tx.cursor.close()
-        finally:
-            self._give_direct(driver)
-
-    #: Idle direct connections kept at most; more are closed when given back.
-    DIRECT_KEPT = 16
-
-    def _take_direct(self) -> Any:
-        """An idle autocommit driver connection of the store's own, opened if none is idle.
-        It comes from the engine (its URL, arguments and events), detached from the pool."""
-        with self._direct_lock:
-            if self._direct:
-                return self._direct.pop()
-        pooled = self.engine.raw_connection()
-        driver = pooled.driver_connection
-        pooled.detach()
-        assert driver is not None
-        driver.autocommit = True
-        return driver
-
-    def _give_direct(self, conn: Any) -> None:
-        """Keep a connection for the next write, unless it is broken, inside a transaction
-        (a ROLLBACK that failed), one too many, or the store is closed."""
-        from psycopg.pq import TransactionStatus
-
-        with self._direct_lock:
-            if (not self._closed and not conn.closed and len(self._direct) < self.DIRECT_KEPT
-                    and conn.info.transaction_status == TransactionStatus.IDLE):
-                self._direct.append(conn)
-                return
-        with suppress(Exception):
-            conn.close()
-
-    def _flush_pipelined(self, tx: Tx) -> None:
-        for stmt, params, _miss in tx.deferred:
-            sql, _order, base = tx.statements.checked(stmt, tuple(params))
-            tx.cursor.execute(sql, {**base, **params} if base else params)
-        if tx.entries:
-            tx.run(self.backend.append, {
-                "events": [e.event for e in tx.entries],
-                "request_ids": [e.request_id for e in tx.entries],
-                "bodies": chain.bodies(tx.entries),
-            })
-        tx.cursor.execute(b"COMMIT")
 
     @contextmanager
     def _begin_write(self) -> Iterator[sa.Connection]:

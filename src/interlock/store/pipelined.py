@@ -1,0 +1,158 @@
+"""PostgreSQL's write path: pipelined transactions on driver connections of the store's own.
+
+A write sends its statements, its compare-and-sets and the audit append in one pipeline that
+ends with one Sync. The connections are in autocommit mode at the driver and send no BEGIN or
+COMMIT: in the extended query protocol, everything up to a Sync runs as one implicit
+transaction, which the Sync commits, or rolls back if any statement failed (PostgreSQL's
+protocol documentation, "Extended Query" and "Pipelining"). psycopg fetches a result inside
+a pipeline with a flush request, not a Sync, so reads in the middle of a write stay inside it.
+So a write that reads nothing is one round trip, two statements fewer than BEGIN ... COMMIT,
+and the chain head, locked by the append, is released by the commit at that same Sync.
+
+A compare-and-set that matches no row fails inside the database (`1 / count(*)`), which
+rolls the whole write back at the Sync.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import TYPE_CHECKING, Any
+
+from interlock.errors import Conflict
+from interlock.store import audit as chain
+from interlock.store.tx import Tx
+
+if TYPE_CHECKING:
+    from interlock.store.core import StoreBase
+
+#: Idle direct connections kept at most; more are closed when given back.
+KEPT = 16
+
+
+class Pipelined:
+    """A store's pipelined writes and the driver connections they run on."""
+
+    def __init__(self, store: StoreBase) -> None:
+        self.store = store
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            with suppress(Exception):
+                conn.close()
+
+    # -- connections ------------------------------------------------------------------
+
+    def take(self) -> Any:
+        """An idle autocommit driver connection, opened if none is idle. It comes from the
+        engine (its URL, arguments and events), detached from SQLAlchemy's pool: a write
+        takes no checkout, mode switch, reset and return."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        pooled = self.store.engine.raw_connection()
+        driver = pooled.driver_connection
+        pooled.detach()
+        assert driver is not None
+        driver.autocommit = True
+        return driver
+
+    def give(self, conn: Any) -> None:
+        """Keep a connection for the next write, unless it is broken, inside a transaction
+        (a ROLLBACK that failed), one too many, or the store is closed."""
+        from psycopg.pq import TransactionStatus
+
+        with self._lock:
+            if (not self._closed and not conn.closed and len(self._idle) < KEPT
+                    and conn.info.transaction_status == TransactionStatus.IDLE):
+                self._idle.append(conn)
+                return
+        with suppress(Exception):
+            conn.close()
+
+    # -- writes -----------------------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        """One write: its statements, the compare-and-sets, the audit append, one Sync."""
+        driver = self.take()
+        try:
+            tx = Tx(link=None, now=self.store.clock.now(), statements=self.store._statements,
+                    pipeline=True)
+            tx.cursor = driver.cursor()
+            try:
+                with _misses(tx), driver.pipeline() as pipe:  # its exit sends the one Sync
+                    try:
+                        yield tx
+                        _send_deferred(tx)
+                        self._append(tx.cursor, tx.entries)
+                    except BaseException:
+                        _abandon(tx, pipe)
+                        raise
+            except BaseException:
+                _rollback(driver)
+                raise
+            finally:
+                tx.cursor.close()
+        finally:
+            self.give(driver)
+
+    def _append(self, cursor: Any, entries: list[chain.Pending]) -> None:
+        if entries:
+            cursor.execute(self.store.backend.append, {
+                "events": [e.event for e in entries],
+                "request_ids": [e.request_id for e in entries],
+                "bodies": chain.bodies(entries),
+            })
+
+
+def _send_deferred(tx: Tx) -> None:
+    """The transaction's compare-and-sets, each failing unless it changed exactly one row."""
+    for stmt, params, _miss in tx.deferred:
+        sql, _order, base = tx.statements.checked(stmt, tuple(params))
+        tx.cursor.execute(sql, {**base, **params} if base else params)
+
+
+@contextmanager
+def _misses(tx: Tx) -> Iterator[None]:
+    """A compare-and-set that missed, as the error its write named for that case."""
+    from psycopg import errors as psycopg_errors
+
+    try:
+        yield
+    except psycopg_errors.DivisionByZero:
+        misses = [miss for _s, _p, miss in tx.deferred if miss is not None]
+        if len(misses) == 1:
+            raise misses[0] from None
+        raise Conflict("a request changed meanwhile; reload it and try again",
+                       code="state_changed") from None
+
+
+#: Queued when a write fails in Python: the Sync would otherwise commit what it sent so far.
+_ABANDON = b"DO $$ BEGIN RAISE EXCEPTION 'interlock: write abandoned'; END $$"
+
+
+def _abandon(tx: Tx, pipe: Any) -> None:
+    """Make the implicit transaction fail, so its Sync rolls it back; sync here, so the error
+    this causes is not reported again when the pipeline ends. If the write had already
+    failed in the database, or the connection is gone, nothing commits anyway."""
+    import psycopg
+
+    with suppress(psycopg.Error):
+        tx.cursor.execute(_ABANDON)
+        pipe.sync()
+
+
+def _rollback(driver: Any) -> None:
+    from psycopg.pq import TransactionStatus
+
+    if driver.info.transaction_status != TransactionStatus.IDLE:
+        with suppress(Exception):
+            driver.execute(b"ROLLBACK")
