@@ -151,3 +151,35 @@ def test_verify_while_writers_append(store: Store) -> None:
         writer.join()
     assert all(r.ok for r in reports), reports
     assert reports[-1].checked >= reports[0].checked
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db", ["postgres"], indirect=True)
+def test_writers_beyond_the_write_connections_wait_for_one(store: Store) -> None:
+    """More threads writing than the store has write connections: they take turns on
+    `WRITERS` connections (a server's 40 worker threads must not open 40, nor exhaust the
+    database's connection limit), and every write lands."""
+    from interlock.store import pipelined
+
+    writes = store._pipelined
+    in_use, peak, lock = [0], [0], threading.Lock()
+    take, give = writes.take, writes.give
+
+    def counted_take() -> object:
+        conn = take()
+        with lock:
+            in_use[0] += 1
+            peak[0] = max(peak[0], in_use[0])
+        return conn
+
+    def counted_give(conn: object) -> None:
+        with lock:
+            in_use[0] -= 1
+        give(conn)
+
+    writes.take, writes.give = counted_take, counted_give  # type: ignore[method-assign]
+    ids = _race(3 * pipelined.WRITERS, lambda i: submit(store, n=i).id)
+    assert len(set(ids)) == 3 * pipelined.WRITERS
+    assert 1 < peak[0] <= pipelined.WRITERS
+    assert len(writes._idle) <= pipelined.WRITERS
+    assert store.verify().ok

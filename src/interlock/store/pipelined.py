@@ -20,15 +20,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
-from interlock.errors import Conflict
+from interlock.errors import Conflict, StoreUnavailable
 from interlock.store import audit as chain
 from interlock.store.tx import Tx
 
 if TYPE_CHECKING:
     from interlock.store.core import StoreBase
 
-#: Idle direct connections kept at most; more are closed when given back.
-KEPT = 16
+#: Write connections a store has open at most (its other work uses SQLAlchemy's pool, which
+#: PostgresBackend sizes so that both together stay within 30 per process, as before).
+WRITERS = 10
+#: Seconds a write waits for one of them before it fails.
+WAIT = 30.0
 
 
 class Pipelined:
@@ -38,6 +41,7 @@ class Pipelined:
         self.store = store
         self._idle: list[Any] = []
         self._lock = threading.Lock()
+        self._free = threading.BoundedSemaphore(WRITERS)
         self._closed = False
 
     def close(self) -> None:
@@ -51,31 +55,42 @@ class Pipelined:
     # -- connections ------------------------------------------------------------------
 
     def take(self) -> Any:
-        """An idle autocommit driver connection, opened if none is idle. It comes from the
-        engine (its URL, arguments and events), detached from SQLAlchemy's pool: a write
-        takes no checkout, mode switch, reset and return."""
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        pooled = self.store.engine.raw_connection()
-        driver = pooled.driver_connection
-        pooled.detach()
-        assert driver is not None
-        driver.autocommit = True
-        return driver
+        """An idle autocommit driver connection, opened if none is idle (at most `WRITERS`
+        at once; a write waits for one). It comes from the engine (its URL, arguments and
+        events), detached from SQLAlchemy's pool: a write takes no checkout, mode switch,
+        reset and return. Every `take` is paired with a `give`."""
+        if not self._free.acquire(timeout=WAIT):
+            raise StoreUnavailable(f"all {WRITERS} write connections to the database stayed "
+                                   f"busy for {WAIT:g} s")
+        try:
+            with self._lock:
+                if self._idle:
+                    return self._idle.pop()
+            pooled = self.store.engine.raw_connection()
+            driver = pooled.driver_connection
+            pooled.detach()
+            assert driver is not None
+            driver.autocommit = True
+            return driver
+        except BaseException:
+            self._free.release()
+            raise
 
     def give(self, conn: Any) -> None:
         """Keep a connection for the next write, unless it is broken, inside a transaction
-        (a ROLLBACK that failed), one too many, or the store is closed."""
+        (a ROLLBACK that failed), or the store is closed."""
         from psycopg.pq import TransactionStatus
 
-        with self._lock:
-            if (not self._closed and not conn.closed and len(self._idle) < KEPT
-                    and conn.info.transaction_status == TransactionStatus.IDLE):
-                self._idle.append(conn)
-                return
-        with suppress(Exception):
-            conn.close()
+        try:
+            with self._lock:
+                if (not self._closed and not conn.closed
+                        and conn.info.transaction_status == TransactionStatus.IDLE):
+                    self._idle.append(conn)
+                    return
+            with suppress(Exception):
+                conn.close()
+        finally:
+            self._free.release()
 
     # -- writes -----------------------------------------------------------------------
 

@@ -87,8 +87,9 @@ class PostgresBackend:
         return sa.create_engine(
             normalize_url(url),
             connect_args=connect_args or {},
+            # With the 10 write connections of `interlock.store.pipelined`: 30 at most.
             pool_size=10,
-            max_overflow=20,
+            max_overflow=10,
             pool_pre_ping=False,
         )
 
