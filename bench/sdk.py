@@ -4,11 +4,16 @@ audit written to SQLite), against the bare function and one plain durable SQLite
 Run as `python -m bench.sdk [--calls N]`; `run()` returns the markdown table. The anchor is
 measured in the same run, in the same directory, with the store's durability settings (WAL and
 the same `synchronous` level: `full` by default, as the store's, or `--synchronous normal`).
+
+The floor rows write the very rows a guarded call writes, by plain SQL with no interlock code
+at all: what the database charges for a durable claim before the call and a durable outcome
+after it, against which interlock's own overhead can be read.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import platform
 import shutil
 import sqlite3
@@ -63,6 +68,62 @@ def _plain_insert(
     return insert, conn.close
 
 
+def _floor(store_db: Path, path: Path, sync: str) -> tuple[
+        Callable[[int], object], Callable[[int], object], Callable[[], None]]:
+    """The rows one guarded call writes, written by plain SQL and nothing else: on a copy of
+    the store's database, the request as the store wrote it (new id and idempotency key), its
+    three audit entries (submitted, allowed, executing) chained with sha256, and the chain
+    head, in one transaction; then the outcome (the request's state, one entry, the head) in
+    a second. What the database itself charges for the guarantees, without interlock's code.
+    Returns (both transactions, the first alone, close)."""
+    src = sqlite3.connect(store_db)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    src.backup(conn)
+    src.close()
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={sync.upper()}")
+    conn.row_factory = sqlite3.Row
+    request = dict(conn.execute("SELECT * FROM requests ORDER BY id DESC LIMIT 1").fetchone())
+    entries = [r["entry"] for r in conn.execute(
+        "SELECT entry FROM audit WHERE request_id = ? ORDER BY seq", (request["id"],))]
+    assert len(entries) == 4, entries  # submitted, allowed, executing, succeeded
+    seq, head = conn.execute("SELECT seq, hash FROM audit_head").fetchone()
+    chain = [seq, head]
+    cols = list(request)
+    insert = (f"INSERT INTO requests ({', '.join(cols)}) "
+              f"VALUES ({', '.join(':' + c for c in cols)})")
+    append = "INSERT INTO audit (seq, event, request_id, entry, prev_hash, hash) " \
+             "VALUES (?, ?, ?, ?, ?, ?)"
+
+    def audit(rid: str, event: str, entry: str) -> None:
+        prev = chain[1]
+        chain[0] += 1
+        chain[1] = hashlib.sha256((prev + entry).encode()).hexdigest()
+        conn.execute(append, (chain[0], event, rid, entry, prev, chain[1]))
+
+    def submit(i: int) -> str:
+        rid = f"FLOOR{i:08d}{perf_counter_ns():013d}"
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(insert, {**request, "id": rid, "idempotency_key": rid, "state": "executing"})
+        for event, entry in zip(("submitted", "state.allowed", "state.executing"), entries,
+                                strict=False):
+            audit(rid, event, entry)
+        conn.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", chain)
+        conn.execute("COMMIT")
+        return rid
+
+    def both(i: int) -> None:
+        rid = submit(i)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE requests SET state = 'succeeded', version = version + 1, "
+                     "lease_expires_at = NULL WHERE id = ? AND state = 'executing'", (rid,))
+        audit(rid, "state.succeeded", entries[3])
+        conn.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", chain)
+        conn.execute("COMMIT")
+
+    return both, submit, conn.close
+
+
 def run(calls: int = 300, sync: str = "full") -> str:
     """Time bare, guarded and plain-insert calls; return the markdown table."""
     work = Path(tempfile.mkdtemp(prefix="interlock-bench-sdk-"))
@@ -87,11 +148,15 @@ def run(calls: int = 300, sync: str = "full") -> str:
             done = gateway.submit(body, agent, claim=True)  # submit and claim: one commit
             gateway.outcome(done.request.id, agent, "succeeded")
 
+        floor, floor_submit, floor_close = _floor(work / "sdk.db", work / "floor.db", sync)
         bare_us = _time(lambda i: read_rows("users", i), calls)
         plain_us = _time(insert, calls)
         guard_us = _time(lambda i: guarded("users", i), calls)
         gateway_us = _time(gateway_only, calls)
+        floor_us = _time(floor, calls)
+        floor_submit_us = _time(floor_submit, calls)
         close()
+        floor_close()
         gate.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -113,6 +178,11 @@ def run(calls: int = 300, sync: str = "full") -> str:
         f"| of which the SDK's own (guarded − gateway calls − bare) "
         f"| {guard_us - gateway_us - bare_us:,.1f} |",
         f"| overhead ÷ plain insert (target ≤ 2) | {ratio:.2f} |",
+        f"| floor: the same rows by plain SQL, two transactions | {floor_us:,.1f} |",
+        f"| floor: the first transaction alone (request, claim, 3 entries) "
+        f"| {floor_submit_us:,.1f} |",
+        f"| floor ÷ plain insert (two transactions; the first alone) "
+        f"| {floor_us / plain_us:.2f}; {floor_submit_us / plain_us:.2f} |",
     ]
     return "\n".join(rows)
 
