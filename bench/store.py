@@ -83,7 +83,7 @@ def count(store: Store, op: Callable[[Store, str, int], None], workers: int,
     return sum(counts), time.perf_counter() - start
 
 
-def rates(store: Store, workers: int, seconds: float, slices: int = 4) -> tuple[float, float]:
+def rates(store: Store, workers: int, seconds: float, slices: int = 10) -> tuple[float, float]:
     """(plain inserts/s, cycles/s), measured in alternating slices so both see the same
     machine: a shared host's noise then cancels out of the ratio."""
     done = {"plain": [0, 0.0], "cycle": [0, 0.0]}

@@ -4,14 +4,16 @@ is committed, audited and chained as if it had run by itself."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from store_helpers import action, result
 
-from interlock.errors import Conflict
+from interlock.errors import Conflict, StoreUnavailable
 from interlock.policy.records import Decision
 from interlock.store import State, Store, open_store
 
@@ -152,3 +154,58 @@ def test_a_write_inside_a_write_is_refused(sqlite_store: Store) -> None:
     with sqlite_store._write(), pytest.raises(RuntimeError, match="inside another write"), \
             sqlite_store._write():
         pass
+
+
+def test_a_failed_commit_fails_every_write_of_its_group(sqlite_store: Store,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the shared COMMIT fails, no write of the group is answered as done, nothing of
+    it is stored, and the next writes commit as usual."""
+    store = sqlite_store
+    head = store.audit_head()
+    inside, release = threading.Event(), threading.Event()
+    outcomes: list[BaseException | str] = []
+
+    def leader() -> None:
+        try:
+            with store._write() as tx:
+                tx.audit("system", "leader", {})
+                inside.set()
+                release.wait(10)
+            outcomes.append("leader committed")
+        except BaseException as exc:
+            outcomes.append(exc)
+
+    def writer(i: int) -> None:
+        try:
+            outcomes.append(store.submit(agent="bot", action=action(n=i),
+                                         result=result(Decision.ALLOW)).id)
+        except BaseException as exc:
+            outcomes.append(exc)
+
+    def failing_commit(self: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    lead = threading.Thread(target=leader)
+    lead.start()
+    assert inside.wait(10)
+    writers = [threading.Thread(target=writer, args=(i,)) for i in range(3)]
+    for w in writers:
+        w.start()
+    while len(store._groups._waiting) < len(writers):
+        threading.Event().wait(0.01)
+    monkeypatch.setattr(sa.engine.RootTransaction, "commit", failing_commit)
+    release.set()
+    lead.join(10)
+    for w in writers:
+        w.join(10)
+    monkeypatch.undo()
+
+    assert len(outcomes) == 4
+    assert all(isinstance(o, BaseException) for o in outcomes), outcomes
+    assert sum(isinstance(o, StoreUnavailable) for o in outcomes) == 3  # the joined writes
+    assert store.audit_head() == head
+    assert store.list_requests() == []
+    after = store.submit(agent="bot", action=action(n=9), result=result(Decision.ALLOW))
+    assert store.get(after.id).state is State.ALLOWED
+    assert not store._groups._busy
+    assert store.verify().ok
