@@ -36,9 +36,25 @@ from interlock.store.tx import Row, Statements, Tx
 _B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
+#: (milliseconds, random part) of the newest id this process made, and its lock.
+_last_id = [0, 0]
+_id_lock = threading.Lock()
+
+
 def new_id(now: float) -> str:
-    """A ULID: 48 bits of milliseconds then 80 random bits, Crockford base32, sortable."""
-    value = (int(now * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    """A ULID: 48 bits of milliseconds then 80 random bits, Crockford base32, sortable.
+
+    Monotonic within a process: an id made in the same millisecond as the one before takes
+    that one's random part plus a random step, so ids of one process sort in the order they
+    were made (newest-first lists rely on it), and stay hard to guess."""
+    ms = int(now * 1000)
+    with _id_lock:
+        last_ms, last_rand = _last_id
+        rand = last_rand + 1 + int.from_bytes(os.urandom(2), "big") if ms == last_ms else 0
+        if ms != last_ms or rand >> 80:  # a new millisecond (or, never in practice, overflow)
+            rand = int.from_bytes(os.urandom(10), "big") >> 1  # room to count up
+        _last_id[0], _last_id[1] = ms, rand
+    value = (ms << 80) | rand
     out = []
     for _ in range(26):
         out.append(_B32[value & 31])
