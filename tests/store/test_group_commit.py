@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,13 +27,36 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
         s.close()
 
 
+Leader = Callable[[threading.Event, threading.Event], None]
+
+
+def _behind_a_leader(store: Store, leader: Leader, writer: Callable[[int], None], n: int,
+                     before_release: Callable[[], None] = lambda: None) -> None:
+    """Run `leader(inside, release)`, which opens a write, sets `inside` and holds its
+    transaction until `release`; start `n` threads of `writer(i)` and wait until every one
+    has queued behind it; then `before_release()`, let the leader go, and wait for all."""
+    inside, release = threading.Event(), threading.Event()
+    lead = threading.Thread(target=leader, args=(inside, release))
+    lead.start()
+    assert inside.wait(10)
+    writers = [threading.Thread(target=writer, args=(i,)) for i in range(n)]
+    for w in writers:
+        w.start()
+    while len(store._groups._waiting) < n:
+        threading.Event().wait(0.01)
+    before_release()
+    release.set()
+    lead.join(10)
+    for w in writers:
+        w.join(10)
+
+
 def test_writes_waiting_on_the_leader_join_its_transaction(sqlite_store: Store) -> None:
     store = sqlite_store
-    inside, release = threading.Event(), threading.Event()
     errors: list[BaseException] = []
     done: list[str] = []
 
-    def leader() -> None:
+    def leader(inside: threading.Event, release: threading.Event) -> None:
         with store._write() as tx:
             tx.audit("system", "leader", {})
             inside.set()
@@ -53,18 +76,7 @@ def test_writes_waiting_on_the_leader_join_its_transaction(sqlite_store: Store) 
 
     first = store.submit(agent="bot", action=action(idempotency_key="k"),
                          result=result(Decision.ALLOW))
-    lead = threading.Thread(target=leader)
-    lead.start()
-    assert inside.wait(10)
-    writers = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
-    for w in writers:
-        w.start()
-    while len(store._groups._waiting) < len(writers):  # every writer has joined
-        threading.Event().wait(0.01)
-    release.set()
-    lead.join(10)
-    for w in writers:
-        w.join(10)
+    _behind_a_leader(store, leader, writer, 8)
 
     assert len(done) == 7
     assert [type(e) for e in errors] == [Conflict]
@@ -78,10 +90,9 @@ def test_writes_waiting_on_the_leader_join_its_transaction(sqlite_store: Store) 
 
 def test_a_failing_leader_leaves_the_joined_writes_committed(sqlite_store: Store) -> None:
     store = sqlite_store
-    inside, release = threading.Event(), threading.Event()
     done: list[str] = []
 
-    def leader() -> None:
+    def leader(inside: threading.Event, release: threading.Event) -> None:
         with pytest.raises(RuntimeError), store._write() as tx:
             tx.audit("system", "leader", {})
             inside.set()
@@ -92,18 +103,7 @@ def test_a_failing_leader_leaves_the_joined_writes_committed(sqlite_store: Store
         done.append(store.submit(agent="bot", action=action(n=i),
                                  result=result(Decision.ALLOW)).id)
 
-    lead = threading.Thread(target=leader)
-    lead.start()
-    assert inside.wait(10)
-    writers = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
-    for w in writers:
-        w.start()
-    while len(store._groups._waiting) < len(writers):
-        threading.Event().wait(0.01)
-    release.set()
-    lead.join(10)
-    for w in writers:
-        w.join(10)
+    _behind_a_leader(store, leader, writer, 4)
 
     assert len(done) == 4
     events = [e.event for e in store.audit_entries()]
@@ -162,10 +162,9 @@ def test_a_failed_commit_fails_every_write_of_its_group(sqlite_store: Store,
     it is stored, and the next writes commit as usual."""
     store = sqlite_store
     head = store.audit_head()
-    inside, release = threading.Event(), threading.Event()
     outcomes: list[BaseException | str] = []
 
-    def leader() -> None:
+    def leader(inside: threading.Event, release: threading.Event) -> None:
         try:
             with store._write() as tx:
                 tx.audit("system", "leader", {})
@@ -185,19 +184,8 @@ def test_a_failed_commit_fails_every_write_of_its_group(sqlite_store: Store,
     def failing_commit(self: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    lead = threading.Thread(target=leader)
-    lead.start()
-    assert inside.wait(10)
-    writers = [threading.Thread(target=writer, args=(i,)) for i in range(3)]
-    for w in writers:
-        w.start()
-    while len(store._groups._waiting) < len(writers):
-        threading.Event().wait(0.01)
-    monkeypatch.setattr(sa.engine.RootTransaction, "commit", failing_commit)
-    release.set()
-    lead.join(10)
-    for w in writers:
-        w.join(10)
+    _behind_a_leader(store, leader, writer, 3, before_release=lambda: monkeypatch.setattr(
+        sa.engine.RootTransaction, "commit", failing_commit))
     monkeypatch.undo()
 
     assert len(outcomes) == 4
