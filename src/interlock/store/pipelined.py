@@ -27,9 +27,11 @@ from interlock.store.tx import Tx
 if TYPE_CHECKING:
     from interlock.store.core import StoreBase
 
-#: Write connections a store has open at most (its other work uses SQLAlchemy's pool, which
-#: PostgresBackend sizes so that both together stay within 30 per process, as before).
-WRITERS = 10
+#: Write connections a store has open at most, beside SQLAlchemy's pool (at most 30) for its
+#: reads and other writes. The audit chain's head lets one write commit at a time anyway, so
+#: a few connections keep it busy; many would only crowd the database's connection limit
+#: when several servers share it.
+WRITERS = 6
 #: Seconds a write waits for one of them before it fails.
 WAIT = 30.0
 

@@ -87,9 +87,9 @@ class PostgresBackend:
         return sa.create_engine(
             normalize_url(url),
             connect_args=connect_args or {},
-            # With the 10 write connections of `interlock.store.pipelined`: 30 at most.
+            # Beside the 6 write connections of `interlock.store.pipelined`: 36 at most.
             pool_size=10,
-            max_overflow=10,
+            max_overflow=20,
             pool_pre_ping=False,
         )
 
