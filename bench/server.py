@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import quantiles
@@ -426,8 +428,9 @@ def _postgres(policy: str) -> list[tuple[str, str, str]]:
     ]
 
 
-def run_waiters() -> str:
-    """(b) and (c) alone: `python -m bench.server waiters`."""
+@contextmanager
+def _setup() -> Iterator[tuple[str, str, str, str, str]]:
+    """(folder, policy file, SQLite URL, agent token, reviewer token) for one run."""
     with tempfile.TemporaryDirectory() as tmp:
         policy = str(Path(tmp) / "policy.yaml")
         Path(policy).write_text(POLICY)
@@ -435,7 +438,12 @@ def run_waiters() -> str:
         from interlock.store import open_store
 
         open_store(db).close()
-        agent, reviewer = _token(db, "agent", "bench-bot"), _token(db, "reviewer", "rev")
+        yield tmp, policy, db, _token(db, "agent", "bench-bot"), _token(db, "reviewer", "rev")
+
+
+def run_waiters() -> str:
+    """(b) and (c) alone: `python -m bench.server waiters`."""
+    with _setup() as (_tmp, policy, db, agent, reviewer):
         server = Proc("interlock", db, policy)
         try:
             rows = _sqlite_rows(asyncio.run(_waiters(server.url, server.url, agent, reviewer)))
@@ -450,15 +458,7 @@ def run_waiters() -> str:
 
 def run() -> str:
     rows: list[tuple[str, str, str]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        policy = str(Path(tmp) / "policy.yaml")
-        Path(policy).write_text(POLICY)
-        db = f"sqlite:///{tmp}/bench.db"
-        from interlock.store import open_store
-
-        open_store(db).close()
-        agent, reviewer = _token(db, "agent", "bench-bot"), _token(db, "reviewer", "rev")
-
+    with _setup() as (tmp, policy, db, agent, reviewer):
         bare = Proc("bare")
         try:
             anchor = asyncio.run(_throughput(bare.url, "/bare", {"action": "read_x"}, {}))

@@ -174,12 +174,19 @@ class StoreBase:
         with self.backend.write_lock(), self._begin_write() as conn:
             tx = Tx(link=conn, now=self.clock.now(), statements=self._statements,
                     pipeline=self.backend.pipeline)
-            try:
+            with self._flushed(tx):
                 yield tx
-                self._flush(tx)
-            finally:
-                if tx.cursor is not None:
-                    tx.cursor.close()
+
+    @contextmanager
+    def _flushed(self, tx: Tx) -> Iterator[Tx]:
+        """The caller's statements, then the audit chain (`_flush`); the cursor is closed
+        either way."""
+        try:
+            yield tx
+            self._flush(tx)
+        finally:
+            if tx.cursor is not None:
+                tx.cursor.close()
 
     @contextmanager
     def _leading(self) -> Iterator[Tx]:
@@ -194,12 +201,8 @@ class StoreBase:
             tx = Tx(link=conn, now=self.clock.now(), statements=self._statements)
             failure: BaseException | None = None
             try:
-                try:
+                with self._flushed(tx):
                     yield tx
-                    self._flush(tx)
-                finally:
-                    if tx.cursor is not None:
-                        tx.cursor.close()
             except BaseException as exc:  # raised below, once the joined writes are served
                 failure = exc
                 self._head = head
@@ -251,8 +254,8 @@ class StoreBase:
         try:
             driver.execute("SAVEPOINT interlock_write")
             try:
-                yield tx
-                self._flush(tx)
+                with self._flushed(tx):
+                    yield tx
             except BaseException:
                 self._head = head
                 driver.execute("ROLLBACK TO interlock_write")
@@ -260,8 +263,6 @@ class StoreBase:
                 raise
             driver.execute("RELEASE interlock_write")
         finally:
-            if tx.cursor is not None:
-                tx.cursor.close()
             member.ran.set()
         member.done.wait()
         if member.failed is not None:
