@@ -208,15 +208,13 @@ class StoreBase:
                 self._head = head
                 self._rollback(conn, begun)
                 trans = None
-            served: list[group.Member] = []
             try:
-                while (member := self._groups.next()) is not None:
-                    served.append(member)
+                first = self._groups.next()
+                if first is not None:
                     if trans is None:
                         conn = self._kept()
                         trans = conn.begin()
-                    member.turn.set()
-                    member.ran.wait()
+                    self._groups.relay(first)
                 if trans is not None:
                     driver = conn.connection.driver_connection
                     if not getattr(driver, "in_transaction", True):
@@ -228,14 +226,15 @@ class StoreBase:
                 self._head = None
                 if trans is not None:
                     self._rollback(conn, trans)
-                while (member := self._groups.next()) is not None:
-                    served.append(member)
-                for member in served:
+                while self._groups.next() is not None:  # close the group: fail them all
+                    pass
+                for member in self._groups.group():
                     member.failed = exc
-                    member.turn.set()
+                    if not member.started:
+                        member.start()
                 failure = failure or exc
             finally:
-                for member in served:
+                for member in self._groups.group():
                     member.done.set()
             if failure is not None:
                 raise failure
@@ -246,12 +245,12 @@ class StoreBase:
         it returns once that transaction has committed."""
         if member.failed is not None:
             raise StoreUnavailable(f"the write could not start: {member.failed}")
-        conn = self._kept()
-        driver = conn.connection.driver_connection
-        assert driver is not None
         head = self._head
-        tx = Tx(link=conn, now=self.clock.now(), statements=self._statements)
         try:
+            conn = self._kept()
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            tx = Tx(link=conn, now=self.clock.now(), statements=self._statements)
             driver.execute("SAVEPOINT interlock_write")
             try:
                 with self._flushed(tx):
@@ -263,7 +262,7 @@ class StoreBase:
                 raise
             driver.execute("RELEASE interlock_write")
         finally:
-            member.ran.set()
+            self._groups.pass_on()
         member.done.wait()
         if member.failed is not None:
             raise StoreUnavailable(

@@ -1,13 +1,18 @@
 """Group commit for a single writer (SQLite): writes that arrive while one is under way run in
 its transaction, each in its own savepoint, and share its one COMMIT (one fsync).
 
-One thread leads at a time. It runs its own write, then lets each waiting writer run on the
-same connection in turn, and commits once nobody waits (or the group is full). Writers that
-arrive while it commits wait too: the leader hands the lead to the first of them once its
-commit is done, and the others join that next group. So under load every commit carries
-every write that arrived during the one before, instead of each waiting writer queueing on
-the lock to commit alone. A writer returns only after the commit that made its write durable;
-one whose write fails is rolled back to its savepoint alone and gets its error at once.
+One thread leads at a time. It runs its own write, then hands the connection to the first
+waiting writer; each writer, done, hands it to the next, and the last hands it back to the
+leader, which commits once nobody waits (or the group is full). Writers that arrive while it
+commits wait too: the leader hands the lead to the first of them once its commit is done, and
+the others join that next group. So under load every commit carries every write that arrived
+during the one before, instead of each waiting writer queueing on the lock to commit alone. A
+writer returns only after the commit that made its write durable; one whose write fails is
+rolled back to its savepoint alone and gets its error at once.
+
+A writer is woken twice (its turn, then the commit) and the leader once per group: the
+wake-ups are `Signal`s, a bare lock each, since on a machine whose fsync is cheap they are
+most of what a group costs.
 """
 
 from __future__ import annotations
@@ -21,21 +26,42 @@ from dataclasses import dataclass, field
 GROUP_LIMIT = 64
 
 
+class Signal:
+    """A one-shot wake-up for one waiting thread: a lock taken when made and released to
+    wake. A `threading.Event` builds a Condition, a lock and a waiter list for the same."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        self._lock.release()
+
+    def wait(self) -> None:
+        self._lock.acquire()
+
+
 @dataclass(eq=False)
 class Member:
     """A write waiting for its turn: to run inside the leader's transaction, or to lead."""
 
-    turn: threading.Event = field(default_factory=threading.Event)
-    """Set when the connection is this writer's: inside the leader's open transaction, or,
-    with `leads`, to open the next one."""
+    turn: Signal = field(default_factory=Signal)
+    """Set once, when the connection is this writer's: inside the leader's open transaction,
+    or, with `leads`, to open the next one; or, with `failed`, never."""
     leads: bool = False
     """Set with `turn` when the writer is to lead the next group itself."""
-    ran: threading.Event = field(default_factory=threading.Event)
-    """Set by the writer: its write is done (or rolled back to its savepoint)."""
-    done: threading.Event = field(default_factory=threading.Event)
+    done: Signal = field(default_factory=Signal)
     """Set by the leader after the commit (or its failure)."""
     failed: BaseException | None = None
     """Why the shared commit failed, if it did."""
+    started: bool = False
+    """Whether `turn` was set."""
+
+    def start(self) -> None:
+        self.started = True
+        self.turn.set()
 
 
 class Groups:
@@ -48,6 +74,10 @@ class Groups:
         self._leader: int | None = None
         self._served = 0
         self._waiting: deque[Member] = deque()
+        #: The writers taken into the open transaction, in order.
+        self._group: list[Member] = []
+        #: Wakes the leader once the last writer of its group is done.
+        self._back: Signal | None = None
 
     def join(self) -> Member | None:
         """None: the caller leads now. Otherwise a place in line: wait for its `turn`, then
@@ -55,8 +85,7 @@ class Groups:
         with self._gate:
             if not self._busy:
                 self._busy = True
-                self._leader = threading.get_ident()
-                self._served = 0
+                self._lead()
                 return None
             member = Member()
             self._waiting.append(member)
@@ -69,8 +98,12 @@ class Groups:
     def take(self) -> None:
         """A writer handed the lead by `finish` starts its group."""
         with self._gate:
-            self._leader = threading.get_ident()
-            self._served = 0
+            self._lead()
+
+    def _lead(self) -> None:
+        self._leader = threading.get_ident()
+        self._served = 0
+        self._group = []
 
     def next(self) -> Member | None:
         """The next writer to run in the open transaction, or None: commit now. Writers that
@@ -78,9 +111,32 @@ class Groups:
         with self._gate:
             if self._waiting and self._served < GROUP_LIMIT:
                 self._served += 1
-                return self._waiting.popleft()
+                member = self._waiting.popleft()
+                self._group.append(member)
+                return member
             self._served = GROUP_LIMIT  # closed: nobody joins this group any more
             return None
+
+    def relay(self, first: Member) -> None:
+        """The leader lets `first` (from `next`) run, then each writer after it, every one
+        handing the connection on (`pass_on`); returns once the last has handed it back."""
+        back = self._back = Signal()
+        first.start()
+        back.wait()
+
+    def pass_on(self) -> None:
+        """A writer of the group is done: the connection goes to the next one waiting, or
+        back to the leader."""
+        member = self.next()
+        if member is not None:
+            member.start()
+        else:
+            assert self._back is not None
+            self._back.set()
+
+    def group(self) -> list[Member]:
+        """Every writer taken into the open transaction so far (the leader's to answer)."""
+        return self._group
 
     def finish(self) -> None:
         """The leader's commit is done: hand the lead to the first writer waiting, if any."""
@@ -91,4 +147,4 @@ class Groups:
                 return
             heir = self._waiting.popleft()
             heir.leads = True
-            heir.turn.set()
+            heir.start()
