@@ -10,9 +10,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -65,6 +65,7 @@ SECURITY_HEADERS: dict[str, str] = {
     "cross-origin-opener-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
 }
+_SECURITY_RAW = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -87,7 +88,7 @@ class Guard:
         started = time.perf_counter()
         headers = dict(scope["headers"])
         rid_in = headers.get(b"x-request-id", b"").decode("latin-1")
-        rid = rid_in if _REQUEST_ID.match(rid_in) else uuid.uuid4().hex
+        rid = rid_in if _REQUEST_ID.match(rid_in) else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = rid
         status = 500
 
@@ -97,8 +98,7 @@ class Guard:
                 status = message["status"]
                 raw = list(message.get("headers", []))
                 present = {k.lower() for k, _ in raw}
-                raw += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()
-                        if k.encode() not in present]
+                raw += [kv for kv in _SECURITY_RAW if kv[0] not in present]
                 raw.append((b"x-request-id", rid.encode()))
                 message = {**message, "headers": raw}
             await send(message)
@@ -115,10 +115,11 @@ class Guard:
                 await self.app(scope, self._limited(receive), send_wrapped)
         finally:
             self.metrics.observe_http(scope["method"], status)
-            access.info(json.dumps({
-                "request_id": rid, "method": scope["method"], "path": scope["path"],
-                "status": status, "ms": round((time.perf_counter() - started) * 1000, 2),
-            }))
+            if access.isEnabledFor(logging.INFO):
+                access.info(json.dumps({
+                    "request_id": rid, "method": scope["method"], "path": scope["path"],
+                    "status": status, "ms": round((time.perf_counter() - started) * 1000, 2),
+                }))
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(TooLarge(f"the body is over {self.max_body} bytes").to_json())
