@@ -172,10 +172,10 @@ def test_writers_beyond_the_write_connections_wait_for_one(store: Store) -> None
             peak[0] = max(peak[0], in_use[0])
         return conn
 
-    def counted_give(conn: object) -> None:
+    def counted_give(conn: object, *, keep: bool = True) -> None:
         with lock:
             in_use[0] -= 1
-        give(conn)
+        give(conn, keep=keep)
 
     writes.take, writes.give = counted_take, counted_give  # type: ignore[method-assign]
     ids = _race(3 * pipelined.WRITERS, lambda i: submit(store, n=i).id)
@@ -183,3 +183,29 @@ def test_writers_beyond_the_write_connections_wait_for_one(store: Store) -> None
     assert 1 < peak[0] <= pipelined.WRITERS
     assert len(writes._idle) <= pipelined.WRITERS
     assert store.verify().ok
+
+
+def test_one_idempotency_key_raced_makes_one_request(store: Store) -> None:
+    """A client that retries while its first try is still in flight sends the same key
+    twice at once: every racer gets the one request, none an error; a racer with another
+    body under that key gets the idempotency conflict."""
+    for round_ in range(20):
+        key = f"retry-{round_}"
+
+        def send(i: int) -> str:
+            body = {"n": 1} if i else {"n": 2}  # racer 0 reuses the key for another action
+            try:
+                return submit(store, idempotency_key=key, **body).id
+            except Conflict as exc:
+                return exc.code or "conflict"
+
+        answers = _race(8, send)
+        ids = {a for a in answers[1:] if a != "idempotency_conflict"}
+        stored = [r for r in store.list_requests(agent="ops-agent")
+                  if r.idempotency_key == key]
+        assert len(stored) == 1, answers
+        if answers[0] == "idempotency_conflict":  # a same-body racer stored it first
+            assert ids == {stored[0].id}, answers
+        else:  # racer 0 stored it: every other racer sent another body under its key
+            assert answers[0] == stored[0].id
+            assert set(answers[1:]) == {"idempotency_conflict"}, answers

@@ -122,6 +122,26 @@ class LifecycleStore(StoreBase):
         grant: Grant | None = None,
         admit: Admission | None = None,
     ) -> tuple[Request, Claim | None]:
+        try:
+            return self._submit_once(agent, action, result, redact_paths, lease, grant, admit)
+        except Exception as exc:
+            if not _key_taken(exc):
+                raise
+        # Another write stored a request under this idempotency key between this one's
+        # read of the key and its insert (PostgreSQL runs writes side by side), and the
+        # unique index refused the second: now it is a replay, answered as one.
+        return self._submit_once(agent, action, result, redact_paths, lease, grant, admit)
+
+    def _submit_once(
+        self,
+        agent: str,
+        action: Mapping[str, Any],
+        result: PolicyResult,
+        redact_paths: Sequence[str],
+        lease: float | None,
+        grant: Grant | None,
+        admit: Admission | None,
+    ) -> tuple[Request, Claim | None]:
         masked = redact(action, compile_paths(redact_paths)) if redact_paths else dict(action)
         checkpoint = masked.pop("checkpoint", None)
         action_text = dumps(masked)
@@ -629,6 +649,13 @@ _ADMIT = sa.select(
     .where(t.requests.c.agent == sa.bindparam("agent"), t.in_state(State.PENDING.value))
     .scalar_subquery().label("pending"),
 )
+
+
+def _key_taken(exc: BaseException) -> bool:
+    """Whether `exc` is the requests' unique index on (agent, idempotency key) refusing an
+    insert (psycopg's error, raw or as SQLAlchemy's `orig`)."""
+    diag = getattr(getattr(exc, "orig", exc), "diag", None)
+    return getattr(diag, "constraint_name", None) == "uq_requests_idempotency"
 
 
 def _admit(tx: Tx, agent: str, admit: Admission) -> None:

@@ -78,14 +78,14 @@ class Pipelined:
             self._free.release()
             raise
 
-    def give(self, conn: Any) -> None:
-        """Keep a connection for the next write, unless it is broken, inside a transaction
-        (a ROLLBACK that failed), or the store is closed."""
+    def give(self, conn: Any, *, keep: bool = True) -> None:
+        """Keep a connection for the next write, unless told not to (`keep`), it is broken,
+        inside a transaction (a ROLLBACK that failed), or the store is closed."""
         from psycopg.pq import TransactionStatus
 
         try:
             with self._lock:
-                if (not self._closed and not conn.closed
+                if (keep and not self._closed and not conn.closed
                         and conn.info.transaction_status == TransactionStatus.IDLE):
                     self._idle.append(conn)
                     return
@@ -100,6 +100,7 @@ class Pipelined:
     def write(self) -> Iterator[Tx]:
         """One write: its statements, the compare-and-sets, the audit append, one Sync."""
         driver = self.take()
+        failed = False
         try:
             tx = Tx(link=None, now=self.store.clock.now(), statements=self.store._statements,
                     pipeline=True)
@@ -114,12 +115,17 @@ class Pipelined:
                         _abandon(tx, pipe)
                         raise
             except BaseException:
+                failed = True
                 _rollback(driver)
                 raise
             finally:
                 tx.cursor.close()
         finally:
-            self.give(driver)
+            # After a failed pipeline the connection is closed, not kept: the server skips
+            # every message after the error up to the Sync, the Parse of a statement psycopg
+            # was preparing there too, while psycopg counts it as prepared; its next use
+            # would fail with "prepared statement does not exist".
+            self.give(driver, keep=not failed)
 
     def _append(self, cursor: Any, entries: list[chain.Pending]) -> None:
         if entries:
