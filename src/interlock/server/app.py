@@ -147,6 +147,10 @@ class Guard:
 async def _interlock_error(request: HttpRequest, exc: Exception) -> Response:
     assert isinstance(exc, InterlockError)
     headers = {"www-authenticate": "Bearer"} if exc.status == 401 else None
+    if exc.status >= 500:  # the server's trouble, not the client's: the operator hears of it
+        rid = request.scope.get("state", {}).get("request_id", "")
+        log.warning("request %s: %s", rid, exc.message, exc_info=exc.__cause__)
+        headers = {"retry-after": "1"}
     return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
 
 

@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -65,6 +66,26 @@ def new_id(now: float) -> str:
 def _safe(url: str) -> str:
     """A database URL with any password masked, for messages."""
     return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def _outage(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached or written right now (a lost
+    connection, an exhausted pool, a full disk, a lock held past the busy timeout, a
+    deadlock), as opposed to a statement it refused: worth a retry, not a bug report."""
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError
+                  | sqlite3.OperationalError):
+        return True
+    if type(exc).__module__.startswith("psycopg"):
+        import psycopg
+
+        return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    return False
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    orig = getattr(exc, "orig", None) or exc
+    detail = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    return StoreUnavailable(f"the database cannot be used right now ({detail}); try again")
 
 
 def dumps(obj: Any) -> str:
@@ -151,31 +172,36 @@ class StoreBase:
         `pipelined` (for code that reads results only through `Tx.run`/`fetch_row` and never
         needs a rowcount at once): on PostgreSQL the statements are pipelined, so the
         transaction costs a round trip per result it waits for, not one per statement."""
-        if pipelined and self.backend.pipeline:
-            with self._pipelined.write() as tx:
-                yield tx
-            return
-        if self.backend.single_writer:
-            if self._groups.nested():
-                raise RuntimeError("a store write cannot run inside another write")
-            member = self._groups.join()
-            if member is not None:
-                member.turn.wait()
-                if member.leads:
-                    self._groups.take()
-                    member = None
-            try:
-                with self._leading() if member is None else self._joined(member) as tx:
+        try:
+            if pipelined and self.backend.pipeline:
+                with self._pipelined.write() as tx:
                     yield tx
-            finally:
-                if member is None:
-                    self._groups.finish()
-            return
-        with self.backend.write_lock(), self._begin_write() as conn:
-            tx = Tx(link=conn, now=self.clock.now(), statements=self._statements,
-                    pipeline=self.backend.pipeline)
-            with self._flushed(tx):
-                yield tx
+                return
+            if self.backend.single_writer:
+                if self._groups.nested():
+                    raise RuntimeError("a store write cannot run inside another write")
+                member = self._groups.join()
+                if member is not None:
+                    member.turn.wait()
+                    if member.leads:
+                        self._groups.take()
+                        member = None
+                try:
+                    with self._leading() if member is None else self._joined(member) as tx:
+                        yield tx
+                finally:
+                    if member is None:
+                        self._groups.finish()
+                return
+            with self.backend.write_lock(), self._begin_write() as conn:
+                tx = Tx(link=conn, now=self.clock.now(), statements=self._statements,
+                        pipeline=self.backend.pipeline)
+                with self._flushed(tx):
+                    yield tx
+        except Exception as exc:
+            if _outage(exc):
+                raise _unavailable(exc) from exc
+            raise
 
     @contextmanager
     def _flushed(self, tx: Tx) -> Iterator[Tx]:
@@ -314,8 +340,13 @@ class StoreBase:
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
-        with self.engine.connect().execution_options(interlock_read=True) as conn:
-            yield conn
+        try:
+            with self.engine.connect().execution_options(interlock_read=True) as conn:
+                yield conn
+        except Exception as exc:
+            if _outage(exc):
+                raise _unavailable(exc) from exc
+            raise
 
     def _flush(self, tx: Tx) -> None:
         writes: list[tuple[Any, Any]] = []
