@@ -160,6 +160,27 @@ def test_token_list_revoke_and_pause(served: tuple[Server, Path, str]) -> None:
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_pause_through_the_server(served: tuple[Server, Path, str]) -> None:
+    """An admin without the database throws the kill switch over HTTP."""
+    server, cwd, admin = served
+    bot = token(cwd, "--agent", "remote-bot")
+    remote = ("--server", server.url, "--token", admin)
+    cli("pause", "--agent", "remote-bot", "--reason", "incident 9", *remote, cwd=cwd)
+    r = httpx.post(server.url + "/v1/actions", headers=h(bot), json={"action": "read_x"})
+    assert r.json()["decision"] == "deny" and "incident 9" in json.dumps(r.json())
+    listed = httpx.get(server.url + "/v1/pauses", headers=h(admin)).json()["pauses"]
+    assert [(p["agent"], p["reason"], p["actor"]) for p in listed] == [
+        ("remote-bot", "incident 9", "admin:admin")]
+    done = cli("unpause", "--agent", "remote-bot", *remote, cwd=cwd)
+    assert "unpaused agent remote-bot" in done.stderr and "still paused" not in done.stderr
+    r = httpx.post(server.url + "/v1/actions", headers=h(bot), json={"action": "read_x"})
+    assert r.json()["decision"] == "allow", r.text
+    refused = cli("pause", "--reason", "x", "--server", server.url, "--token", bot,
+                  cwd=cwd, check=False)
+    assert refused.returncode != 0 and "admin" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
 def test_gate_on_the_gate(served: tuple[Server, Path, str]) -> None:
     server, cwd, admin = served
     second = token(cwd, "--admin", "second")

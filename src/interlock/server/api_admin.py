@@ -1,4 +1,5 @@
-"""The operators' side: the audit trail and its check, insights, liveness and metrics.
+"""The operators' side: the audit trail and its check, insights, the kill switch, liveness
+and metrics.
 
 Insights are computed by `interlock.insights` (figures, then advice with policy diffs); an
 admin applies an advice item to the policy file the server runs, which then decides with it.
@@ -23,9 +24,14 @@ from interlock.server.models import (
     AuditOut,
     HealthOut,
     InsightsOut,
+    PauseIn,
+    PauseOut,
+    PausesOut,
+    UnpauseIn,
     VerifyOut,
     entry_out,
 )
+from interlock.store import Pause
 
 
 async def audit(request: HttpRequest) -> Response:
@@ -106,6 +112,56 @@ async def apply(request: HttpRequest) -> Response:
     return ok(await run(work))
 
 
+def _pauses(found: list[Pause]) -> dict[str, Any]:
+    return {"pauses": [PauseOut(agent=p.agent, reason=p.reason, actor=p.actor,
+                                at=p.at).model_dump() for p in found]}
+
+
+def _agent_named(agent: str | None) -> str | None:
+    if agent is not None and (agent != agent.strip() or agent == "*"):
+        raise BadInput("`agent` names one agent; leave it out to pause every agent")
+    return agent
+
+
+async def pauses(request: HttpRequest) -> Response:
+    await caller(request, "reviewer")
+    return ok(_pauses(await run(ctx(request).gateway.store.pauses)))
+
+
+async def pause(request: HttpRequest) -> Response:
+    """The kill switch: every new action of the agent (or of all) is denied with `reason`;
+    pending requests stay as they are. Every server on the database sees it at once."""
+    who = await caller(request, "admin")
+    body, _ = await body_json(request, PauseIn)
+    agent = _agent_named(body.agent)
+    if not body.reason.strip():
+        raise BadInput("`reason` must say why, for the agents and the audit trail")
+    store = ctx(request).gateway.store
+
+    def work() -> dict[str, Any]:
+        store.pause(agent=agent, reason=body.reason, actor=f"admin:{who.name}")
+        [now] = [p for p in store.pauses() if p.agent == agent]
+        return PauseOut(agent=now.agent, reason=now.reason, actor=now.actor,
+                        at=now.at).model_dump()
+
+    return ok(await run(work))
+
+
+async def unpause(request: HttpRequest) -> Response:
+    """Lift one pause; answers with the pauses still in force (an agent's own pause and
+    everyone's are separate switches)."""
+    who = await caller(request, "admin")
+    body, _ = await body_json(request, UnpauseIn)
+    agent = _agent_named(body.agent)
+    store = ctx(request).gateway.store
+
+    def work() -> dict[str, Any]:
+        store.unpause(agent=agent, actor=f"admin:{who.name}")
+        return _pauses(store.pauses())
+
+    return ok(await run(work))
+
+
 async def healthz(request: HttpRequest) -> Response:
     return ok({"status": "ok", "policy_hash": ctx(request).gateway.policy.hash})
 
@@ -144,6 +200,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              summary="Apply an advice item to the policy file: a tightening at once, a "
              "loosening as a request a second admin approves", roles=("admin",),
              body=ApplyAdviceIn, response=AppliedOut, errors=(404, 409), tags=_T),
+    Endpoint(method="GET", path="/v1/pauses", handler=pauses,
+             summary="The kill switches that are on", roles=("reviewer",), response=PausesOut,
+             tags=_T),
+    Endpoint(method="POST", path="/v1/pause", handler=pause,
+             summary="The kill switch: deny every new action of an agent, or of every agent, "
+             "until unpaused", roles=("admin",), body=PauseIn, response=PauseOut, tags=_T),
+    Endpoint(method="POST", path="/v1/unpause", handler=unpause,
+             summary="Lift a pause; answers with the pauses still on", roles=("admin",),
+             body=UnpauseIn, response=PausesOut, tags=_T),
     Endpoint(method="GET", path="/healthz", handler=healthz, summary="Liveness", roles=(),
              response=HealthOut, tags=_T),
     Endpoint(method="GET", path="/metrics", handler=metrics, summary="Prometheus metrics",

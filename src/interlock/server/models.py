@@ -361,6 +361,39 @@ class VerifyOut(_Out):
     problem: str | None = None
 
 
+class PauseIn(_In):
+    """An admin turns the kill switch on for one agent, or for every agent."""
+
+    reason: str = Field(min_length=1, max_length=4000)
+    """What every denied agent is told, and the audit trail keeps."""
+    agent: str | None = Field(default=None, min_length=1, max_length=200)
+    """Only this agent (default: every agent)."""
+
+
+class UnpauseIn(_In):
+    """An admin lifts a pause: one agent's, or everyone's (each agent's own stays)."""
+
+    agent: str | None = Field(default=None, min_length=1, max_length=200)
+    """The agent whose pause ends (default: the pause of every agent)."""
+
+
+class PauseOut(_Out):
+    """A pause in force."""
+
+    agent: str | None
+    """The paused agent, or None: every agent."""
+    reason: str
+    actor: str
+    """Who paused, as the audit trail names them."""
+    at: float
+
+
+class PausesOut(_Out):
+    """The pauses in force: everyone's first, then each agent's by name."""
+
+    pauses: list[PauseOut]
+
+
 class HistogramBin(_Out):
     """One bar of the time-to-decision distribution."""
 

@@ -25,6 +25,7 @@ from interlock.store.records import (
     FINAL,
     Agent,
     Annotation,
+    Pause,
     Rating,
     Reviewer,
     ReviewVerdict,
@@ -306,6 +307,14 @@ class Store(SweepingStore):
         with self._write() as tx:
             tx.conn.execute(t.pauses.delete().where(t.pauses.c.scope == scope))
             tx.audit(actor, "unpause", {"agent": agent})
+
+    def pauses(self) -> list[Pause]:
+        """The pauses in force: everyone's first, then each agent's by name."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(t.pauses).order_by(t.pauses.c.scope)).all()
+        found = [Pause(agent=None if r.scope == "*" else r.scope, reason=r.reason,
+                       actor=r.actor, at=r.at) for r in rows]
+        return sorted(found, key=lambda p: (p.agent is not None, p.agent or ""))
 
     def paused(self, agent: str) -> str | None:
         """The reason `agent` is paused (its own pause first, then everyone's), or None."""

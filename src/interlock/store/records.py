@@ -292,6 +292,18 @@ class Token:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Pause:
+    """A kill switch that is on: new actions of `agent` (None: of every agent) are denied."""
+
+    agent: str | None
+    reason: str
+    """What the denied agents are told."""
+    actor: str
+    """Who paused, as the audit trail names them."""
+    at: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class Annotation:
     """A post-execution review or a feedback rating on a finished request."""
 
