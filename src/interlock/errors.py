@@ -106,6 +106,12 @@ class TooMany(InterlockError):
     status = 429
     code = "too_many"
 
+    def __init__(self, message: str, *, code: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+        """Seconds until a new action would pass, where that is known (the rate limit)."""
+
 
 class StoreUnavailable(InterlockError):
     status = 503

@@ -7,6 +7,7 @@ switch, re-evaluation of edited arguments and typed confirmation all live here.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -279,12 +280,13 @@ class Gateway:
             if len(window) < limit:
                 window.append(now)
                 return
+            wait = window[-limit] + 60.0 - now if limit > 0 else 60.0
         if isinstance(key, str) and self.store.by_idempotency_key(agent, key) is not None:
             return
         raise TooMany(
             f"agent `{agent}` proposed {limit} actions in the last minute; "
-            "slow down (a runaway loop stops here)",
-            code="rate_limit",
+            f"slow down (a runaway loop stops here): the next may come in {math.ceil(wait)} s",
+            code="rate_limit", retry_after=wait,
         )
 
     def get(self, request_id: str, who: Principal) -> Request:

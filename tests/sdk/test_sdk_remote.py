@@ -198,3 +198,21 @@ def test_unreachable_server_fails_closed_then_audits_fail_open_runs(
         assert online.flush_journal() == 1
     [audited] = [r for r in server.requests() if r.action_name == "read_ledger"]
     assert audited.state.value == "succeeded" and "ran fail-open" in (audited.reason or "")
+
+
+def test_a_rate_limited_submit_says_when_to_come_back() -> None:
+    """The server's 429 `rate_limit` carries Retry-After; the SDK's TooMany keeps it, so an
+    agent framework can wait that long instead of guessing (the SDK never retries a 429 by
+    itself: the limit is there to stop a runaway loop)."""
+    from interlock.errors import TooMany
+    from interlock.sdk.remote import _error
+
+    answer = httpx.Response(429, headers={"retry-after": "42"}, json={
+        "error": {"code": "rate_limit", "message": "slow down: the next may come in 42 s"}})
+    err = _error(answer)
+    assert isinstance(err, TooMany)
+    assert (err.code, err.retry_after, err.message) == (
+        "rate_limit", 42.0, "slow down: the next may come in 42 s")
+    pending = _error(httpx.Response(429, json={"error": {"code": "pending_limit",
+                                                         "message": "wait"}}))
+    assert isinstance(pending, TooMany) and pending.retry_after is None

@@ -201,9 +201,12 @@ async def test_rate_limit_429_and_replays_still_answered(env: Env, tmp_path: Pat
     (tmp_path / "policy.yaml").write_text(text)
     env.app.state.gateway.swap_policy(load_policy(tmp_path / "policy.yaml"))
     firsts = [await env.submit(action="read_file", idempotency_key=f"r{n}") for n in range(3)]
-    assert_error(await env.post("/v1/actions", "bot", {"action": "read_file",
-                                                       "idempotency_key": "r3"}),
-                 429, "rate_limit")
+    refused = await env.post("/v1/actions", "bot", {"action": "read_file",
+                                                    "idempotency_key": "r3"})
+    assert_error(refused, 429, "rate_limit")
+    # when the oldest of the three leaves the one-minute window
+    assert 55 <= int(refused.headers["retry-after"]) <= 60
+    assert f"in {refused.headers['retry-after']} s" in refused.json()["error"]["message"]
     assert_error(await env.post("/v1/actions", "bot", {"action": "read_file"}), 429,
                  "rate_limit")
     again = await env.post("/v1/actions", "bot", {"action": "read_file",

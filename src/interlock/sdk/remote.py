@@ -196,6 +196,12 @@ def _error(resp: httpx.Response) -> InterlockError:
     if cls is None:
         cls = StoreUnavailable if resp.status_code >= 500 else BadInput
         message = f"interlock answered {resp.status_code}: {message}"
+    if cls is TooMany:
+        try:
+            after: float | None = float(resp.headers.get("retry-after", ""))
+        except ValueError:
+            after = None
+        return TooMany(message, code=code if code != "error" else None, retry_after=after)
     return cls(message, code=code if code != "error" else None)
 
 

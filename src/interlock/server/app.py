@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -25,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interlock import __version__, notify
-from interlock.errors import BadInput, InterlockError, TooLarge
+from interlock.errors import BadInput, InterlockError, TooLarge, TooMany
 from interlock.gateway import Gateway
 from interlock.server import (
     api_admin,
@@ -151,6 +152,8 @@ async def _interlock_error(request: HttpRequest, exc: Exception) -> Response:
         rid = request.scope.get("state", {}).get("request_id", "")
         log.warning("request %s: %s", rid, exc.message, exc_info=exc.__cause__)
         headers = {"retry-after": "1"}
+    elif isinstance(exc, TooMany) and exc.retry_after is not None:
+        headers = {"retry-after": str(max(1, math.ceil(exc.retry_after)))}
     return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
 
 
