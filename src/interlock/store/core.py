@@ -72,9 +72,18 @@ def _outage(exc: BaseException) -> bool:
     """Whether `exc` says the database cannot be reached or written right now (a lost
     connection, an exhausted pool, a full disk, a lock held past the busy timeout, a
     deadlock), as opposed to a statement it refused: worth a retry, not a bug report."""
-    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError
-                  | sqlite3.OperationalError):
+    if isinstance(exc, sa.exc.TimeoutError):  # the pool had no connection to give
         return True
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        if exc.orig is None:
+            return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
+        exc = exc.orig
+    if isinstance(exc, sqlite3.OperationalError):
+        # SQLITE_ERROR is a statement SQLite refused (no such table, a syntax error): a bug.
+        # The rest (busy, locked, I/O error, full, cannot open, read-only) is the database.
+        return getattr(exc, "sqlite_errorname", None) != "SQLITE_ERROR"
     if type(exc).__module__.startswith("psycopg"):
         import psycopg
 
