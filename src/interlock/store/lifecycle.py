@@ -53,10 +53,18 @@ _BY_KEY = sa.select(t.requests).where(
     t.requests.c.agent == sa.bindparam("agent"),
     t.requests.c.idempotency_key == sa.bindparam("key"),
 )
-_EARLIER_VOTES = sa.select(t.votes.c.verdict, t.votes.c.args).where(
-    t.votes.c.request_id == sa.bindparam("rid"),
-    t.votes.c.reviewer == sa.bindparam("reviewer"),
-    t.votes.c.round == sa.bindparam("round"),
+#: A request locked for a vote, with the voter's votes of its current round: one row per
+#: such vote (or one row with NULLs), so the repeat check costs no round trip of its own.
+_LOAD_FOR_VOTE = (
+    sa.select(t.requests, t.votes.c.verdict.label("earlier_verdict"),
+              t.votes.c.args.label("earlier_args"))
+    .select_from(t.requests.outerjoin(t.votes, sa.and_(
+        t.votes.c.request_id == t.requests.c.id,
+        t.votes.c.reviewer == sa.bindparam("reviewer"),
+        t.votes.c.round == t.requests.c.round,
+    )))
+    .where(t.requests.c.id == sa.bindparam("rid"))
+    .with_for_update(of=t.requests)
 )
 _CLAIMED = frozenset({State.EXECUTING, State.SUCCEEDED, State.FAILED, State.UNKNOWN})
 
@@ -332,8 +340,13 @@ class LifecycleStore(StoreBase):
     ) -> Request:
         if verdict not in ("approve", "deny", "request_changes"):
             raise BadInput(f"unknown verdict `{verdict}`")
-        row = self._load(tx, request_id, lock=True)
-        if self._same_vote(tx, row, reviewer, verdict, args):
+        found = tx.fetch_rows(_LOAD_FOR_VOTE, {"rid": request_id, "reviewer": reviewer.name})
+        if not found:
+            raise NotFound(f"no request `{request_id}`")
+        earlier = [(r.pop("earlier_verdict"), r.pop("earlier_args")) for r in found]
+        row = found[0]
+        wanted = None if args is None else dumps(args)
+        if any(v == verdict and a == wanted for v, a in earlier):  # the same vote again
             return to_request(row)
         if version is not None and version != row["version"]:
             raise Conflict(
@@ -416,15 +429,6 @@ class LifecycleStore(StoreBase):
             row = self._bump(tx, row, actor=actor, event=event, data=data, values=values)
         return to_request(row)
 
-
-    def _same_vote(
-        self, tx: Tx, row: Row, reviewer: Reviewer, verdict: str, args: dict[str, Any] | None
-    ) -> bool:
-        earlier = tx.run(
-            _EARLIER_VOTES, {"rid": row["id"], "reviewer": reviewer.name, "round": row["round"]}
-        ).fetchall()
-        wanted = None if args is None else dumps(args)
-        return any(v == verdict and a == wanted for v, a in earlier)
 
     def _insert_vote(
         self, tx: Tx, row: Row, reviewer: Reviewer, verdict: str, note: str | None,

@@ -155,10 +155,23 @@ class Tx:
         row = cur.fetchone()
         if row is None:
             return None
+        names = self._names(stmt, cur)
+        cur.fetchall()
+        return dict(zip(names, row, strict=True))
+
+    def fetch_rows(self, stmt: Any, params: dict[str, Any]) -> list[Row]:
+        """Every row of a query, as dicts."""
+        cur = self.run(stmt, params)
+        rows = cur.fetchall()
+        if not rows:
+            return []
+        names = self._names(stmt, cur)
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def _names(self, stmt: Any, cur: Any) -> tuple[str, ...]:
         # A statement's columns never change; psycopg builds a Column object per column for
         # each `description`, so it is read once per statement.
         names = self.statements.names.get(stmt)
         if names is None:
             names = self.statements.names[stmt] = tuple(d[0] for d in cur.description)
-        cur.fetchall()
-        return dict(zip(names, row, strict=True))
+        return names
