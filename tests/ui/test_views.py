@@ -491,3 +491,29 @@ def test_typed_confirmation_is_never_remembered(env: Env, client: TestClient) ->
     sign_in(client, env.reviewer("alice", "tech-lead"))
     r = env.submit({"action": "deploy", "environment": "production"})
     assert "Approve and remember" not in client.get(f"/requests/{r.id}").text
+
+
+def test_a_pause_is_shown_to_reviewers_where_it_matters(env: Env, client: TestClient) -> None:
+    """The queue names every kill switch that is on; a request of a paused agent says it can
+    still run once approved (a pause denies new actions only). The reason is escaped."""
+    sign_in(client, env.reviewer("alice", "tech-lead"))
+    waiting = env.submit(DEPLOY)
+    other = env.submit(DEPLOY, agent="quiet-agent")
+    assert "paused" not in client.get("/").text
+    env.store.pause(agent="ops-agent", reason="incident <b>7</b>", actor="admin:root")
+
+    queue = client.get("/").text
+    assert "Agent <code>ops-agent</code> is paused" in queue
+    assert "incident &lt;b&gt;7&lt;/b&gt;" in queue and "<b>7</b>" not in queue
+    assert "admin:root" in queue
+    page = client.get(f"/requests/{waiting.id}").text
+    assert "This agent is paused" in page and "approved, it can still run" in page
+    assert "This agent is paused" not in client.get(f"/requests/{other.id}").text
+
+    env.store.pause(agent=None, reason="all stop", actor="admin:root")
+    assert "Every agent is paused" in client.get("/").text
+    assert "This agent is paused" in client.get(f"/requests/{other.id}").text
+    env.store.unpause(agent=None, actor="admin:root")
+    env.store.unpause(agent="ops-agent", actor="admin:root")
+    assert "paused" not in client.get("/").text
+    assert "This agent is paused" not in client.get(f"/requests/{waiting.id}").text

@@ -43,6 +43,9 @@ HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+#: States in which a request of a paused agent may still run: its reviewers should know.
+LIVE = frozenset({State.PENDING, State.APPROVED, State.ALLOWED, State.NOTIFIED})
+
 DONE = {
     "approve": "Your approval was recorded.",
     "deny": "You denied this request; the agent receives your reason.",
@@ -265,7 +268,8 @@ class UI:
             return auth
         session, who = auth
         items, others = self.queue_items(who)
-        return self.render("queue.html", session, who, items=items, others=others)
+        return self.render("queue.html", session, who, items=items, others=others,
+                           pauses=self.gw.store.pauses())
 
     async def queue_fragment(self, request: Request) -> Response:
         auth = self.signed_in(request)
@@ -304,6 +308,7 @@ class UI:
                              None),
             remember_ok=decidable and grants.alone_could_approve(reqs, who.reviewer),
             delegable=sorted(quorum.delegable(reqs)) if reqs else [],
+            paused=self.gw.store.paused(req.agent) if req.state in LIVE else None,
         )
 
     async def request_page(self, request: Request) -> Response:
