@@ -110,6 +110,19 @@ def pg_base() -> str:
 
 
 @contextmanager
+def pg_terminate(application_name: str) -> int:
+    """End every PostgreSQL connection with this `application_name` from the server's side,
+    as a restart or a failover does; returns how many there were."""
+    engine = _pg_engine(pg_base())
+    try:
+        with engine.begin() as conn:
+            return len(conn.execute(sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = :name"), {"name": application_name}).all())
+    finally:
+        engine.dispose()
+
+
 def pg_schema() -> Iterator[str]:
     """A `--db` URL on a fresh schema, dropped afterwards."""
     base = pg_base()

@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from tests.server.conftest import POLICY, make_tokens
-from tests.server.servers import _pg_engine, pg_base, pg_schema
+from tests.server.servers import pg_schema, pg_terminate
 
 from interlock.gateway import Gateway
 from interlock.policy import load_policy
@@ -37,14 +36,7 @@ class Outage:
 
     def cut(self) -> int:
         """Terminate every connection of this server; returns how many there were."""
-        engine = _pg_engine(pg_base())
-        try:
-            with engine.begin() as conn:
-                return len(conn.execute(sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = :name"), {"name": self.name}).all())
-        finally:
-            engine.dispose()
+        return pg_terminate(self.name)
 
     async def submit(self, key: str) -> httpx.Response:
         return await self.client.post(
