@@ -109,7 +109,6 @@ def pg_base() -> str:
                 + "; ".join(errors), pytrace=False)
 
 
-@contextmanager
 def pg_terminate(application_name: str) -> int:
     """End every PostgreSQL connection with this `application_name` from the server's side,
     as a restart or a failover does; returns how many there were."""
@@ -123,6 +122,7 @@ def pg_terminate(application_name: str) -> int:
         engine.dispose()
 
 
+@contextmanager
 def pg_schema() -> Iterator[str]:
     """A `--db` URL on a fresh schema, dropped afterwards."""
     base = pg_base()
