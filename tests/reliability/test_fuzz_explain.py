@@ -110,7 +110,8 @@ actions = st.fixed_dictionaries(
         "capabilities": st.one_of(
             st.lists(st.sampled_from(["payment", "email", "destructive"]), max_size=3),
             json_values),
-        "amount": st.one_of(st.integers(0, 20_000), st.floats(allow_nan=False), json_values),
+        "amount": st.one_of(st.integers(0, 20_000),
+                            st.floats(allow_nan=False, allow_infinity=False), json_values),
         "affected_records": st.one_of(st.integers(0, 5000), json_values),
         "confidence": st.one_of(st.floats(0, 1), json_values),
         "risk": st.one_of(st.sampled_from([r.value for r in Risk]), json_values),
