@@ -3,8 +3,13 @@ are denied with the reason, pending requests stay, and each pause is lifted on i
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from tests.server.conftest import Env
+
+from interlock.cli import main
+from interlock.store import open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -55,3 +60,21 @@ async def test_bad_pause_bodies_are_422_naming_the_field(env: Env, body: dict[st
     assert r.status_code == 422, r.text
     assert f"`{field}`" in r.json()["error"]["message"]
     assert (await env.get("/v1/pauses", "boss")).json()["pauses"] == []
+
+
+def test_the_cli_refuses_what_the_api_refuses(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`interlock pause --db` checks the agent name and the reason in the store, as the API
+    does: `*` or a blank reason is one line on stderr and nothing is paused."""
+    db = f"sqlite:///{tmp_path / 'interlock.db'}"
+    for args in (["--agent", "*", "--reason", "x"], ["--reason", "   "],
+                 ["--agent", " bot", "--reason", "x"]):
+        assert main(["pause", *args, "--db", db]) != 0
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and ("`agent`" in err or "`reason`" in err), err
+    assert main(["pause", "--agent", "bot", "--reason", "drill", "--db", db]) == 0
+    store = open_store(db)
+    try:
+        assert [(p.agent, p.reason) for p in store.pauses()] == [("bot", "drill")]
+    finally:
+        store.close()

@@ -292,18 +292,22 @@ class Store(SweepingStore):
 
     # -- the kill switch ------------------------------------------------------------------
 
-    def pause(self, *, agent: str | None, reason: str, actor: str) -> None:
-        """Deny every new action of `agent` (None: of all agents) with `reason`."""
-        scope = agent or "*"
+    def pause(self, *, agent: str | None, reason: str, actor: str) -> Pause:
+        """Deny every new action of `agent` (None: of all agents) with `reason`; returns the
+        pause now in force."""
+        scope = _scope(agent)
+        if not reason.strip():
+            raise BadInput("`reason` must say why, for the agents and the audit trail")
         with self._write() as tx:
             tx.conn.execute(t.pauses.delete().where(t.pauses.c.scope == scope))
             tx.conn.execute(t.pauses.insert().values(scope=scope, reason=reason, actor=actor,
                                                      at=tx.now))
             tx.audit(actor, "pause", {"agent": agent, "reason": reason})
+            return Pause(agent=agent, reason=reason, actor=actor, at=tx.now)
 
     def unpause(self, *, agent: str | None, actor: str) -> None:
         """Lift a pause."""
-        scope = agent or "*"
+        scope = _scope(agent)
         with self._write() as tx:
             tx.conn.execute(t.pauses.delete().where(t.pauses.c.scope == scope))
             tx.audit(actor, "unpause", {"agent": agent})
@@ -311,7 +315,7 @@ class Store(SweepingStore):
     def pauses(self) -> list[Pause]:
         """The pauses in force: everyone's first, then each agent's by name."""
         with self._read() as conn:
-            rows = conn.execute(sa.select(t.pauses).order_by(t.pauses.c.scope)).all()
+            rows = conn.execute(sa.select(t.pauses)).all()
         found = [Pause(agent=None if r.scope == "*" else r.scope, reason=r.reason,
                        actor=r.actor, at=r.at) for r in rows]
         return sorted(found, key=lambda p: (p.agent is not None, p.agent or ""))
@@ -322,6 +326,15 @@ class Store(SweepingStore):
             r = conn.execute(sa.select(t.pauses.c.reason).where(
                 t.pauses.c.scope.in_([agent, "*"])).order_by(t.pauses.c.scope.desc())).first()
         return None if r is None else str(r.reason)
+
+
+def _scope(agent: str | None) -> str:
+    """A pause's key: the agent's name, or `*` for every agent."""
+    if agent is None:
+        return "*"
+    if not agent.strip() or agent != agent.strip() or agent == "*":
+        raise BadInput("`agent` names one agent; leave it out to pause every agent")
+    return agent
 
 
 def _agent(r: dict[str, Any]) -> Agent:
