@@ -186,6 +186,16 @@ def test_wrong_type_names_the_key_at_its_value(body: str, where: str, words: str
     assert words in d.message
 
 
+@pytest.mark.parametrize("match", ["true", "3", "[deploy]", "deploy"])
+def test_match_that_is_not_a_mapping_is_an_error_beside_other_rules(match: str) -> None:
+    """Found by test_properties: the shadowing check read such a `match` as keys and raised
+    a TypeError; now it is the one error, at the value."""
+    d = only_error(f"version: 1\nrules:\n  - name: a\n    match: {match}\n    decision: deny\n"
+                   "  - name: b\n    match: {action: deploy}\n    decision: allow\n")
+    assert at(d) == "p.yaml:4:12", str(d)
+    assert "`match` must be a mapping" in d.message
+
+
 def test_rule_that_is_not_a_mapping() -> None:
     d = only_error("version: 1\nrules:\n  - just a string\n")
     assert at(d) == "p.yaml:3:5"

@@ -466,7 +466,9 @@ class _Loader:
             name=name, index=i, line=line, decision=decision, conditions=conditions,
             action_patterns=action_patterns, when=when, requires=tuple(requires), gate=gate,
             escalation=escalation, fail_open=fail_open,
-            match_spec=plain(spec.get("match") or {}), reason=f"rule {name}",
+            # not a mapping: `match` reported it already; the rule stands for later checks
+            match_spec=plain(spec["match"]) if isinstance(spec.get("match"), dict) else {},
+            reason=f"rule {name}",
             requirements=None if gate is None else Requirements(gates=(gate,)),
             checks=tuple(c.predicate() for c in conditions),
         )
