@@ -95,12 +95,12 @@ def ctx(request: HttpRequest) -> Context:
 
 
 #: Threads for blocking store work: as many as anyio's default, without its per-call costs.
-_POOL = ThreadPoolExecutor(max_workers=40, thread_name_prefix="interlock-store")
+POOL = ThreadPoolExecutor(max_workers=40, thread_name_prefix="interlock-store")
 
 
 async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run blocking store work in the thread pool."""
-    return await asyncio.get_running_loop().run_in_executor(_POOL, partial(fn, *args, **kwargs))
+    return await asyncio.get_running_loop().run_in_executor(POOL, partial(fn, *args, **kwargs))
 
 
 async def caller(request: HttpRequest, *roles: Role) -> Principal:

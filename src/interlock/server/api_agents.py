@@ -11,6 +11,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from starlette.requests import Request as HttpRequest
@@ -18,6 +19,7 @@ from starlette.responses import Response, StreamingResponse
 
 from interlock.gateway import Principal
 from interlock.server.api import (
+    POOL,
     Endpoint,
     Param,
     body_json,
@@ -54,7 +56,7 @@ async def submit(request: HttpRequest) -> Response:
     who = await caller(request, "agent")
     _, data = await body_json(request, ActionIn)
     c = ctx(request)
-    sub = await run(c.gateway.submit, data, who)
+    sub = await c.gateway.store.run_grouped(partial(c.gateway.submit, data, who), POOL)
     r = sub.request
     c.metrics.observe_submit(r)
     return ok({

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -30,6 +31,10 @@ class Backend(Protocol):
     ) -> sa.Engine: ...
 
     def write_lock(self) -> AbstractContextManager[Any]: ...
+
+    def try_write_lock(self) -> Callable[[], None] | None:
+        """Take the in-process write lock if it is free: its release; None if it is held."""
+        ...
 
     def insert_ignore(self, table: sa.Table) -> Any: ...
 

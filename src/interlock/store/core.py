@@ -6,6 +6,7 @@ before commit; `_transition` is the only code that changes a state.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -13,8 +14,10 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -129,6 +132,22 @@ _MOVE_HEAD = t.audit_head.update().where(
 _INSERT_AUDIT = t.audit.insert()
 
 
+T = TypeVar("T")
+
+
+@dataclass(eq=False)
+class LoopGroup:
+    """The event loop's open transaction on the single writer (see `StoreBase.run_grouped`)."""
+
+    loop: asyncio.AbstractEventLoop
+    conn: sa.Connection
+    trans: sa.RootTransaction
+    release: Callable[[], None]
+    """Gives the in-process write lock back."""
+    done: asyncio.Future[None]
+    """Set once the transaction has committed, or with the reason it did not."""
+
+
 class StoreBase:
     """Connections, transactions, reads, and the audit trail; subclasses add the lifecycle."""
 
@@ -150,6 +169,14 @@ class StoreBase:
         #: (seq, hash) of the audit head as this store last wrote it (SQLite's chaining).
         self._head: tuple[int, str] | None = None
         self._groups = group.Groups()
+        #: The event loop's group accepting writes (`run_grouped`), if one is open.
+        self._loop_group: LoopGroup | None = None
+        #: Set while that group's COMMIT runs, and resolved once the writer is free again.
+        self._loop_commit: asyncio.Future[None] | None = None
+        #: The thread running a `run_grouped` call's writes (the loop's), while it runs them.
+        self._loop_writer: int | None = None
+        #: One thread for the loop groups' COMMITs, made on first use.
+        self._committer: ThreadPoolExecutor | None = None
         #: PostgreSQL's pipelined writes, on driver connections of their own.
         self._pipelined = pipelined.Pipelined(self)
         try:
@@ -165,6 +192,8 @@ class StoreBase:
 
     def close(self) -> None:
         """Release the writer's connection and every pooled one."""
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)
         with self.backend.write_lock():
             if self._writer is not None:
                 self._writer.close()
@@ -187,6 +216,10 @@ class StoreBase:
                     yield tx
                 return
             if self.backend.single_writer:
+                if self._loop_writer == threading.get_ident():
+                    with self._in_loop_group() as tx:
+                        yield tx
+                    return
                 if self._groups.nested():
                     raise RuntimeError("a store write cannot run inside another write")
                 member = self._groups.join()
@@ -280,22 +313,9 @@ class StoreBase:
         it returns once that transaction has committed."""
         if member.failed is not None:
             raise StoreUnavailable(f"the write could not start: {member.failed}")
-        head = self._head
         try:
-            conn = self._kept()
-            driver = conn.connection.driver_connection
-            assert driver is not None
-            tx = Tx(link=conn, now=self.clock.now(), statements=self._statements)
-            driver.execute("SAVEPOINT interlock_write")
-            try:
-                with self._flushed(tx):
-                    yield tx
-            except BaseException:
-                self._head = head
-                driver.execute("ROLLBACK TO interlock_write")
-                driver.execute("RELEASE interlock_write")
-                raise
-            driver.execute("RELEASE interlock_write")
+            with self._savepoint(self._kept()) as tx:
+                yield tx
         finally:
             self._groups.pass_on()
         member.done.wait()
@@ -303,6 +323,137 @@ class StoreBase:
             raise StoreUnavailable(
                 f"the commit of a group of writes failed: {member.failed}"
             ) from member.failed
+
+    @contextmanager
+    def _savepoint(self, conn: sa.Connection) -> Iterator[Tx]:
+        """One write inside a group's open transaction, in a savepoint of its own: if it
+        fails, it alone is rolled back, the audit head this store knows with it."""
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        head = self._head
+        tx = Tx(link=conn, now=self.clock.now(), statements=self._statements)
+        driver.execute("SAVEPOINT interlock_write")
+        try:
+            with self._flushed(tx):
+                yield tx
+        except BaseException:
+            self._head = head
+            driver.execute("ROLLBACK TO interlock_write")
+            driver.execute("RELEASE interlock_write")
+            raise
+        driver.execute("RELEASE interlock_write")
+
+    # -- the event loop's group -------------------------------------------------------
+
+    async def run_grouped(self, fn: Callable[[], T], executor: Executor | None = None) -> T:
+        """Run `fn`, which writes through this store, on the running event loop, its writes
+        joining the loop's open transaction; return once that transaction has committed.
+
+        For an event-loop server on a single writer (SQLite) this costs far less than a
+        thread per call: the writes of every call started in one turn of the loop share one
+        transaction, a savepoint each, and only its COMMIT (the fsync) goes to a thread, once
+        per group, while the loop serves other requests. Calls that arrive during the COMMIT
+        wait for it and form the next group. Nothing is answered before its commit; a write
+        that fails is rolled back to its savepoint alone, and a failed COMMIT fails every call
+        of the group with `StoreUnavailable`.
+
+        `fn` runs in `executor` instead, the usual way, where the backend has no single writer
+        or a thread's write holds the writer at the moment (the sweeper, a decision made in
+        the thread pool). `fn` must not wait on the event loop. Its reads outside its writes
+        see only committed data, as in a thread."""
+        loop = asyncio.get_running_loop()
+        if not self.backend.single_writer:
+            return await loop.run_in_executor(executor, fn)
+        while (pending := self._loop_commit) is not None and pending.get_loop() is loop:
+            await pending
+        open_group = self._loop_group
+        if open_group is None or open_group.loop is not loop:
+            open_group = self._open_loop_group(loop)
+            if open_group is None:
+                return await loop.run_in_executor(executor, fn)
+        self._loop_writer = threading.get_ident()
+        try:
+            result = fn()
+        finally:
+            self._loop_writer = None
+        await asyncio.shield(open_group.done)
+        return result
+
+    def _open_loop_group(self, loop: asyncio.AbstractEventLoop) -> LoopGroup | None:
+        """Lead the single writer from the loop and begin its transaction, whose COMMIT is
+        scheduled for the end of this turn of the loop; None if someone else writes."""
+        if not self._groups.try_lead():
+            return None
+        release = self.backend.try_write_lock()
+        if release is None:  # a writer outside the groups (the delivery log) holds it
+            self._groups.finish()
+            return None
+        try:
+            conn = self._kept()
+            trans = conn.begin()
+        except BaseException as exc:
+            release()
+            self._groups.finish()
+            if _outage(exc):
+                raise _unavailable(exc) from exc
+            raise
+        done: asyncio.Future[None] = loop.create_future()
+        # a call whose own write failed does not wait for the commit: nobody may read its end
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())
+        opened = self._loop_group = LoopGroup(
+            loop=loop, conn=conn, trans=trans, release=release, done=done)
+        loop.call_soon(self._commit_loop_group, opened)
+        return opened
+
+    @contextmanager
+    def _in_loop_group(self) -> Iterator[Tx]:
+        """A write of a `run_grouped` call, in the loop's open transaction."""
+        opened = self._loop_group
+        assert opened is not None, "a loop-grouped write outside its group"
+        driver = opened.conn.connection.driver_connection
+        if not getattr(driver, "in_transaction", True):
+            # SQLite rolled the group back itself (disk full, I/O error): a write now would
+            # commit on its own, outside the group, and the group's COMMIT fail.
+            raise StoreUnavailable("the database rolled the transaction back")
+        with self._savepoint(opened.conn) as tx:
+            yield tx
+
+    def _commit_loop_group(self, opened: LoopGroup) -> None:
+        """Close the group to new writes and send its COMMIT to the committer thread."""
+        loop = opened.loop
+        self._loop_group = None
+        free = self._loop_commit = loop.create_future()
+        if self._committer is None:
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix="interlock-commit")
+
+        def commit() -> None:
+            driver = opened.conn.connection.driver_connection
+            if not getattr(driver, "in_transaction", True):
+                raise StoreUnavailable("the database rolled the transaction back")
+            opened.trans.commit()
+
+        def committed(result: asyncio.Future[None]) -> None:
+            exc = result.exception()
+            try:
+                if exc is not None:
+                    self._head = None
+                    self._rollback(opened.conn, opened.trans)
+            finally:
+                opened.release()
+                self._groups.finish()
+                self._loop_commit = None
+                free.set_result(None)
+            if exc is None:
+                opened.done.set_result(None)
+            elif isinstance(exc, StoreUnavailable):
+                opened.done.set_exception(exc)
+            else:
+                opened.done.set_exception(
+                    _unavailable(exc) if _outage(exc)
+                    else StoreUnavailable(f"the commit of a group of writes failed: {exc}"))
+
+        asyncio.ensure_future(loop.run_in_executor(self._committer, commit)).add_done_callback(
+            committed)
 
     def _kept(self) -> sa.Connection:
         """The single writer's connection, opened again if it was closed or invalidated."""

@@ -91,6 +91,15 @@ class Groups:
             self._waiting.append(member)
             return member
 
+    def try_lead(self) -> bool:
+        """Lead now if nobody does (True); never waits."""
+        with self._gate:
+            if self._busy:
+                return False
+            self._busy = True
+            self._lead()
+            return True
+
     def nested(self) -> bool:
         """Whether the caller is the leader, i.e. asks for a write inside its own."""
         return self._leader == threading.get_ident()

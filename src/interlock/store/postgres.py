@@ -6,6 +6,7 @@ Several interlock processes may share the database; row locks and the chain head
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -96,6 +97,9 @@ class PostgresBackend:
     def write_lock(self) -> AbstractContextManager[Any]:
         # Writers from many processes meet in the database: row locks and the chain head.
         return contextlib.nullcontext()
+
+    def try_write_lock(self) -> Callable[[], None] | None:
+        return lambda: None
 
     def insert_ignore(self, table: sa.Table) -> Any:
         return pg_insert(table).on_conflict_do_nothing()

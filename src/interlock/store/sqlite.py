@@ -6,6 +6,7 @@ The contract itself lives in `interlock.store.core`; this module only shapes the
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -93,6 +94,9 @@ class SQLiteBackend:
 
     def write_lock(self) -> AbstractContextManager[Any]:
         return self._writer
+
+    def try_write_lock(self) -> Callable[[], None] | None:
+        return self._writer.release if self._writer.acquire(blocking=False) else None
 
     def insert_ignore(self, table: sa.Table) -> Any:
         return sqlite_insert(table).on_conflict_do_nothing()

@@ -6,6 +6,7 @@ Safe in many processes at once: rows another sweeper holds are skipped (`SKIP LO
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -25,22 +26,16 @@ class SweepingStore(LifecycleStore):
         """Apply stage timeouts and expire claim leases; safe in many processes at once
         (rows another sweeper holds are skipped)."""
         report = SweepReport()
+        if not self._anything_due():  # most ticks: no write transaction, no writer taken
+            return report
         with self._write() as tx:
             due = tx.conn.execute(
-                sa.select(t.requests)
-                .where(t.in_state(State.PENDING.value),
-                       t.requests.c.deadline <= tx.now)
-                .order_by(t.requests.c.deadline).limit(limit)
-                .with_for_update(skip_locked=True)
+                _due(limit).with_for_update(skip_locked=True), {"now": tx.now}
             ).mappings().all()
             for r in due:
                 self._timeout(tx, dict(r), report)
             leases = tx.conn.execute(
-                sa.select(t.requests)
-                .where(t.in_state(State.EXECUTING.value),
-                       t.requests.c.lease_expires_at <= tx.now)
-                .order_by(t.requests.c.lease_expires_at).limit(limit)
-                .with_for_update(skip_locked=True)
+                _lapsed(limit).with_for_update(skip_locked=True), {"now": tx.now}
             ).mappings().all()
             for r in leases:
                 self._transition(
@@ -51,6 +46,14 @@ class SweepingStore(LifecycleStore):
                 )
                 report.unknown.append(r["id"])
         return report
+
+    def _anything_due(self) -> bool:
+        """Whether a stage deadline or a claim lease has passed, read outside any write: the
+        sweep's own transaction reads again, under its locks."""
+        now = self.clock.now()
+        with self._read() as conn:
+            return any(conn.execute(query(1), {"now": now}).first() is not None
+                       for query in (_due, _lapsed))
 
     def _timeout(self, tx: Tx, row: Row, report: SweepReport) -> None:
         reqs = requirements_of(row["requirements"])
@@ -107,3 +110,19 @@ def _escalate_to(reqs: Requirements, due: list[tuple[int, int, OnTimeout]]) -> l
         if action is OnTimeout.ESCALATE:
             out.extend(a for a in reqs.gates[gi].escalate_to if a not in out)
     return out
+
+
+def _due(limit: int) -> sa.Select[Any]:
+    """Pending requests whose stage deadline has passed, the oldest first."""
+    return (sa.select(t.requests)
+            .where(t.in_state(State.PENDING.value),
+                   t.requests.c.deadline <= sa.bindparam("now"))
+            .order_by(t.requests.c.deadline).limit(limit))
+
+
+def _lapsed(limit: int) -> sa.Select[Any]:
+    """Executing requests whose claim lease has passed, the oldest first."""
+    return (sa.select(t.requests)
+            .where(t.in_state(State.EXECUTING.value),
+                   t.requests.c.lease_expires_at <= sa.bindparam("now"))
+            .order_by(t.requests.c.lease_expires_at).limit(limit))

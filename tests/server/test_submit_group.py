@@ -1,0 +1,86 @@
+"""Submissions on SQLite run on the event loop and share a commit (`Store.run_grouped`): each
+is answered only once its commit is durable, a failed commit is a 503 that loses nothing
+stored before, and many at once are each stored once, audited and chained."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from tests.server.conftest import Env
+
+from interlock.store import State
+
+pytestmark = pytest.mark.anyio
+
+
+class HeldCommits(ThreadPoolExecutor):
+    """The store's committer thread, made to wait for `go` before each COMMIT, or fail it."""
+
+    def __init__(self, fail: BaseException | None = None) -> None:
+        super().__init__(1)
+        self.go = threading.Event()
+        self.fail = fail
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        def held() -> Any:
+            self.go.wait(10)
+            if self.fail is not None:
+                raise self.fail
+            return fn(*args, **kwargs)
+
+        return super().submit(held)
+
+
+async def test_a_submission_is_answered_only_after_its_commit(env: Env) -> None:
+    await env.submit(action="read_rows")  # the token is known; the writer connection open
+    held = env.store._committer = HeldCommits()
+    answer = asyncio.ensure_future(env.post("/v1/actions", "bot", {"action": "read_rows"}))
+    await asyncio.sleep(0.2)
+    assert not answer.done()
+    held.go.set()
+    r = await answer
+    assert r.status_code == 200, r.text
+    assert env.store.get(r.json()["id"]).state is State.ALLOWED
+
+
+async def test_a_failed_commit_is_a_503_and_keeps_what_was_stored(env: Env) -> None:
+    before = await env.submit(action="read_rows")
+    held = env.store._committer = HeldCommits(fail=sqlite3.OperationalError("disk I/O error"))
+    held.go.set()
+    answers = await asyncio.gather(*(
+        env.post("/v1/actions", "bot", {"action": "read_rows", "idempotency_key": f"k{i}"})
+        for i in range(3)))
+
+    for r in answers:
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "store_unavailable"
+    for i in range(3):
+        assert env.store.by_idempotency_key("bot", f"k{i}") is None
+    assert env.store.get(before["id"]).state is State.ALLOWED
+
+    env.store._committer = None  # the disk is back: a retry with the same key is stored once
+    again = await env.post("/v1/actions", "bot", {"action": "read_rows", "idempotency_key": "k0"})
+    assert again.status_code == 200, again.text
+    assert env.store.verify().ok
+
+
+async def test_many_submissions_at_once_are_each_stored_once(env: Env) -> None:
+    answers = await asyncio.gather(*(
+        env.post("/v1/actions", "bot", {"action": "read_rows", "args": {"n": i}})
+        for i in range(40)))
+
+    assert [r.status_code for r in answers] == [200] * 40
+    ids = [r.json()["id"] for r in answers]
+    assert len(set(ids)) == 40
+    for i, rid in enumerate(ids):
+        stored = env.store.get(rid)
+        assert stored.state is State.ALLOWED and stored.action["args"] == {"n": i}
+    submitted = [e.request_id for e in env.store.audit_entries() if e.event == "submitted"]
+    assert sorted(submitted) == sorted(ids)
+    assert env.store.verify().ok
