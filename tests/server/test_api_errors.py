@@ -214,3 +214,35 @@ async def test_rate_limit_429_and_replays_still_answered(env: Env, tmp_path: Pat
     assert again.status_code == 200 and again.json()["id"] == firsts[1]["id"]
     # another agent has a window of its own
     assert (await env.post("/v1/actions", "other", {"action": "read_file"})).status_code == 200
+
+
+async def test_a_client_gone_before_its_body_is_not_an_error(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A load balancer's timeout or a killed agent closes the connection mid-request: nothing
+    is stored, nothing is sent, and the log says so in one line, not with a traceback."""
+    before = env.store.audit_head()
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/actions", "raw_path": b"/v1/actions",
+        "query_string": b"", "root_path": "", "server": ("interlock.test", 80),
+        "client": ("127.0.0.1", 5000),
+        "headers": [(b"host", b"interlock.test"), (b"content-type", b"application/json"),
+                    (b"content-length", b"40"),
+                    (b"authorization", f"Bearer {env.tokens['bot']}".encode())],
+    }
+    with caplog.at_level(logging.INFO):
+        await env.app(scope, receive, send)
+
+    assert sent == []
+    assert env.store.audit_head() == before
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("disconnected before sending its body" in r.getMessage() for r in caplog.records)

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -114,6 +115,9 @@ class Guard:
                 await self._refuse(send_wrapped)
             else:
                 await self.app(scope, self._limited(receive), send_wrapped)
+        except ClientDisconnect:  # gone before its body arrived: nobody to answer
+            status = 499
+            log.info("request %s: the client disconnected before sending its body", rid)
         finally:
             self.metrics.observe_http(scope["method"], status)
             if access.isEnabledFor(logging.INFO):
