@@ -4,9 +4,11 @@ commit-to-response delay of 500 waiting agents (SQLite, then two processes on Po
 
 Run as `python -m bench.server` (`python -m bench.server waiters`: the waiter rows alone);
 `run()` returns the markdown table. Every figure comes from one run, with the same uvicorn
-settings and the same raw asyncio HTTP/1.1 load client. A waiter's delay runs from the moment
-the deciding server's commit returned (stamped in that server, on the host's monotonic clock) to
-the moment the client read the waiter's answer; decisions start once every waiter is parked.
+settings and, for each part, the same load client: wrk for (a) where it is installed (`apt-get
+install wrk`), else the raw asyncio HTTP/1.1 client that (b) and (c) always use. A waiter's
+delay runs from the moment the deciding server's commit returned (stamped in that server, on
+the host's monotonic clock) to the moment the client read the waiter's answer; decisions start
+once every waiter is parked.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -258,6 +261,32 @@ class Conn:
             self.writer.close()
 
 
+WRK = shutil.which("wrk")
+
+
+def throughput(url: str, path: str, body: dict[str, Any] | None,
+               headers: dict[str, str]) -> float:
+    """Requests/s of one endpoint under CONNECTIONS keep-alive connections for SECONDS: with
+    wrk where it is installed (a C client leaves the server more of the CPUs it shares),
+    else with the asyncio client. Every answer must be a 200."""
+    if WRK is None:
+        return asyncio.run(_throughput(url, path, body, headers))
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "load.lua"
+        lines = [f"wrk.method = {json.dumps('POST' if body is not None else 'GET')}"]
+        if body is not None:
+            lines.append(f"wrk.body = {json.dumps(json.dumps(body))}")
+            lines.append('wrk.headers["Content-Type"] = "application/json"')
+        lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+        script.write_text("\n".join(lines) + "\n")
+        out = subprocess.run(
+            [WRK, "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS:g}s", "-s", str(script), url + path],
+            capture_output=True, text=True, check=True).stdout
+    assert "Non-2xx" not in out and "Socket errors" not in out, out
+    rate = next(line for line in out.splitlines() if line.startswith("Requests/sec:"))
+    return float(rate.split()[1])
+
+
 async def _throughput(url: str, path: str, body: dict[str, Any] | None,
                       headers: dict[str, str]) -> float:
     payload = json.dumps(body).encode() if body is not None else b""
@@ -461,7 +490,7 @@ def run() -> str:
     with _setup() as (tmp, policy, db, agent, reviewer):
         bare = Proc("bare")
         try:
-            anchor = asyncio.run(_throughput(bare.url, "/bare", {"action": "read_x"}, {}))
+            anchor = throughput(bare.url, "/bare", {"action": "read_x"}, {})
         finally:
             bare.stop()
         rows.append(("(a) bare Starlette JSON endpoint (anchor)", f"{anchor:,.0f} req/s", "1.00×"))
@@ -470,7 +499,7 @@ def run() -> str:
 
             fa = Proc("fastapi")
             try:
-                fast = asyncio.run(_throughput(fa.url, "/bare", {"action": "read_x"}, {}))
+                fast = throughput(fa.url, "/bare", {"action": "read_x"}, {})
             finally:
                 fa.stop()
             rows.append(("(a) bare FastAPI endpoint", f"{fast:,.0f} req/s",
@@ -479,15 +508,15 @@ def run() -> str:
             rows.append(("(a) bare FastAPI endpoint", "not installed", "–"))
         ins = Proc("insert", f"{tmp}/insert.db")
         try:
-            one = asyncio.run(_throughput(ins.url, "/bare", {"action": "read_x"}, {}))
+            one = throughput(ins.url, "/bare", {"action": "read_x"}, {})
         finally:
             ins.stop()
         rows.append(("(a) bare Starlette + one durable SQLite insert (WAL, synchronous=FULL)",
                      f"{one:,.0f} req/s", f"{one / anchor:.2f}×"))
         server = Proc("interlock", db, policy)
         try:
-            sub = asyncio.run(_throughput(server.url, "/v1/actions", {"action": "read_x"},
-                                          {"Authorization": f"Bearer {agent}"}))
+            sub = throughput(server.url, "/v1/actions", {"action": "read_x"},
+                             {"Authorization": f"Bearer {agent}"})
             rows.append(("(a) interlock submit, allowed, audit in SQLite", f"{sub:,.0f} req/s",
                          f"{sub / anchor:.2f}× (target ≥ 0.40×)"))
             waited = asyncio.run(_waiters(server.url, server.url, agent, reviewer))
@@ -495,9 +524,11 @@ def run() -> str:
             server.stop()
         rows += _sqlite_rows(waited)
         rows += _postgres(policy)
-    head = ("uvicorn, 1 worker each; load: a raw asyncio HTTP/1.1 keep-alive client, "
-            f"{CONNECTIONS} connections, "
-            f"{SECONDS:g} s per row; {os.cpu_count()} CPUs; the client shares them\n\n")
+    client = ("wrk (1 thread)" if WRK is not None
+              else "a raw asyncio HTTP/1.1 keep-alive client (install wrk for a lighter one)")
+    head = (f"uvicorn, 1 worker each; load for (a): {client}, {CONNECTIONS} keep-alive "
+            f"connections, {SECONDS:g} s per row; for (b) and (c): the asyncio client; "
+            f"{os.cpu_count()} CPUs; the client shares them\n\n")
     table = ["| what | result | vs anchor |", "|---|---|---|"]
     table += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return head + "\n".join(table)
