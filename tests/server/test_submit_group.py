@@ -84,3 +84,24 @@ async def test_many_submissions_at_once_are_each_stored_once(env: Env) -> None:
     submitted = [e.request_id for e in env.store.audit_entries() if e.event == "submitted"]
     assert sorted(submitted) == sorted(ids)
     assert env.store.verify().ok
+
+
+async def test_waiters_hear_of_an_outcome_only_after_its_commit(env: Env) -> None:
+    """Claims, outcomes and cancels share the loop's group too; the waiters of the request
+    are woken by its commit, never by the write alone."""
+    sub = await env.post("/v1/actions", "bot", {"action": "read_rows"})
+    rid = sub.json()["id"]
+    claimed = await env.post(f"/v1/actions/{rid}/claim", "bot")
+    assert claimed.status_code == 200, claimed.text
+    wake = env.app.state.hub.subscribe(rid)
+    held = env.store._committer = HeldCommits()
+    answer = asyncio.ensure_future(
+        env.post(f"/v1/actions/{rid}/outcome", "bot", {"status": "succeeded"}))
+    await asyncio.sleep(0.2)
+    assert not answer.done() and not wake.is_set()
+    held.go.set()
+    r = await answer
+    assert r.status_code == 200, r.text
+    assert wake.is_set() and wake.request is not None
+    assert wake.request.state is State.SUCCEEDED
+    assert env.store.get(rid).state is State.SUCCEEDED

@@ -258,3 +258,53 @@ def test_run_grouped_on_every_backend(store: Store) -> None:
     made = asyncio.run(main())
     assert all(store.get(r.id).state is State.ALLOWED for r in made)
     assert store.verify().ok
+
+
+def test_after_commit_runs_after_the_groups_commit_and_not_if_it_fails(
+    sqlite_store: Store,
+) -> None:
+    store = sqlite_store
+    said: list[str] = []
+    store.after_commit(lambda: said.append("outside: at once"))
+    assert said == ["outside: at once"]
+
+    def write(n: int) -> Request:
+        made = _submit(store, n)
+        store.after_commit(lambda: said.append(f"after {n}"))
+        return made
+
+    async def main(fail: BaseException | None) -> Any:
+        held = store._committer = HeldCommits(fail=fail)
+        before = list(said)
+        call = asyncio.ensure_future(store.run_grouped(partial(write, 1 if fail is None else 2)))
+        await asyncio.sleep(0.05)
+        assert said == before  # written, not committed: not yet
+        held.go.set()
+        return await asyncio.gather(call, return_exceptions=True)
+
+    asyncio.run(main(None))
+    assert said == ["outside: at once", "after 1"]
+    (failed,) = asyncio.run(main(sqlite3.OperationalError("disk I/O error")))
+    assert isinstance(failed, StoreUnavailable)
+    assert said == ["outside: at once", "after 1"]
+
+
+def test_a_call_that_wrote_then_failed_answers_after_the_commit(sqlite_store: Store) -> None:
+    store = sqlite_store
+    held = store._committer = HeldCommits()
+    made: list[Request] = []
+
+    def write_then_fail() -> None:
+        made.append(_submit(store, 1))
+        raise LookupError("after the write")
+
+    async def main() -> None:
+        call = asyncio.ensure_future(store.run_grouped(write_then_fail))
+        await asyncio.sleep(0.05)
+        assert made and not call.done()  # its write is not durable yet: no answer either
+        held.go.set()
+        with pytest.raises(LookupError):
+            await call
+
+    asyncio.run(main())
+    assert store.get(made[0].id).state is State.ALLOWED  # written, committed; the error stands

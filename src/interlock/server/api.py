@@ -103,6 +103,13 @@ async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(POOL, partial(fn, *args, **kwargs))
 
 
+async def grouped(c: Context, fn: Callable[..., T], *args: Any) -> T:
+    """Run a gateway call on the event loop, its writes sharing the loop's group commit where
+    the store has a single writer (`Store.run_grouped`), else in the thread pool. For calls
+    that read nothing back after writing: the group is not committed until they return."""
+    return await c.gateway.store.run_grouped(partial(fn, *args), POOL)
+
+
 async def caller(request: HttpRequest, *roles: Role) -> Principal:
     """The authenticated caller, checked against `roles` (401/403 otherwise)."""
     c = ctx(request)

@@ -11,7 +11,6 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
-from functools import partial
 from typing import Any
 
 from starlette.requests import Request as HttpRequest
@@ -19,12 +18,12 @@ from starlette.responses import Response, StreamingResponse
 
 from interlock.gateway import Principal
 from interlock.server.api import (
-    POOL,
     Endpoint,
     Param,
     body_json,
     caller,
     ctx,
+    grouped,
     ok,
     path_id,
     query_float,
@@ -56,7 +55,7 @@ async def submit(request: HttpRequest) -> Response:
     who = await caller(request, "agent")
     _, data = await body_json(request, ActionIn)
     c = ctx(request)
-    sub = await c.gateway.store.run_grouped(partial(c.gateway.submit, data, who), POOL)
+    sub = await grouped(c, c.gateway.submit, data, who)
     r = sub.request
     c.metrics.observe_submit(r)
     return ok({
@@ -153,7 +152,7 @@ async def claim(request: HttpRequest) -> Response:
     who = await caller(request, "agent")
     rid = path_id(request)
     c = ctx(request)
-    done = await run(c.gateway.claim, rid, who)
+    done = await grouped(c, c.gateway.claim, rid, who)
     return ok(claim_out(done))
 
 
@@ -162,7 +161,7 @@ async def outcome(request: HttpRequest) -> Response:
     rid = path_id(request)
     body, _ = await body_json(request, OutcomeIn)
     c = ctx(request)
-    r = await run(c.gateway.outcome, rid, who, body.status, body.summary)
+    r = await grouped(c, c.gateway.outcome, rid, who, body.status, body.summary)
     return ok(c.request_json(r))
 
 
@@ -174,7 +173,7 @@ async def cancel(request: HttpRequest) -> Response:
         body, _ = await body_json(request, CancelIn)
         reason = body.reason
     c = ctx(request)
-    r = await run(c.gateway.cancel, rid, who, reason)
+    r = await grouped(c, c.gateway.cancel, rid, who, reason)
     return ok(c.request_json(r))
 
 

@@ -17,6 +17,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
@@ -314,15 +315,18 @@ class NotifyingGateway(Gateway):
         return obj
 
     def _done(self, request: Request) -> Request:
+        self.store.after_commit(partial(self._announce, request))
+        return request
+
+    def _announce(self, request: Request) -> None:
         self.observe(request)
         self.hub.changed([request])
-        return request
 
     def claim(self, request_id: str, agent: Principal) -> Claim:
         try:
             return super().claim(request_id, agent)
         finally:  # a claim past the TTL moves the request back to pending, then refuses
-            self.hub.changed([request_id])
+            self.store.after_commit(partial(self.hub.changed, [request_id]))
 
     def outcome(
         self, request_id: str, agent: Principal, status: Literal["succeeded", "failed"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import os
 import queue
 import sqlite3
@@ -16,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -133,6 +134,7 @@ _INSERT_AUDIT = t.audit.insert()
 
 
 T = TypeVar("T")
+log = logging.getLogger("interlock.store")
 
 
 @dataclass(eq=False)
@@ -146,6 +148,8 @@ class LoopGroup:
     """Gives the in-process write lock back."""
     done: asyncio.Future[None]
     """Set once the transaction has committed, or with the reason it did not."""
+    after: list[Callable[[], None]] = field(default_factory=list)
+    """What its writers asked to run once it has committed (`StoreBase.after_commit`)."""
 
 
 class StoreBase:
@@ -175,6 +179,8 @@ class StoreBase:
         self._loop_commit: asyncio.Future[None] | None = None
         #: The thread running a `run_grouped` call's writes (the loop's), while it runs them.
         self._loop_writer: int | None = None
+        #: Whether that call has written into the loop's group yet.
+        self._loop_wrote = False
         #: One thread for the loop groups' COMMITs, made on first use.
         self._committer: ThreadPoolExecutor | None = None
         #: PostgreSQL's pipelined writes, on driver connections of their own.
@@ -371,13 +377,29 @@ class StoreBase:
             open_group = self._open_loop_group(loop)
             if open_group is None:
                 return await loop.run_in_executor(executor, fn)
-        self._loop_writer = threading.get_ident()
+        self._loop_writer, self._loop_wrote = threading.get_ident(), False
         try:
             result = fn()
+        except Exception:
+            wrote = self._loop_wrote
+            self._loop_writer = None
+            if wrote:  # what it wrote before failing is answered after its commit too
+                await asyncio.shield(open_group.done)
+            raise
         finally:
             self._loop_writer = None
         await asyncio.shield(open_group.done)
         return result
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once what the calling thread wrote is committed: at once, except in a
+        `run_grouped` call, where it runs on the loop after the group's COMMIT, and not at all
+        if that COMMIT fails. For what must not be seen before the commit (waking waiters)."""
+        opened = self._loop_group
+        if opened is not None and self._loop_writer == threading.get_ident():
+            opened.after.append(fn)
+        else:
+            fn()
 
     def _open_loop_group(self, loop: asyncio.AbstractEventLoop) -> LoopGroup | None:
         """Lead the single writer from the loop and begin its transaction, whose COMMIT is
@@ -415,6 +437,7 @@ class StoreBase:
             # SQLite rolled the group back itself (disk full, I/O error): a write now would
             # commit on its own, outside the group, and the group's COMMIT fail.
             raise StoreUnavailable("the database rolled the transaction back")
+        self._loop_wrote = True
         with self._savepoint(opened.conn) as tx:
             yield tx
 
@@ -444,6 +467,11 @@ class StoreBase:
                 self._loop_commit = None
                 free.set_result(None)
             if exc is None:
+                for announce in opened.after:
+                    try:
+                        announce()
+                    except Exception:  # one announcement failing must not stop the others
+                        log.exception("after the commit of a group of writes")
                 opened.done.set_result(None)
             elif isinstance(exc, StoreUnavailable):
                 opened.done.set_exception(exc)
