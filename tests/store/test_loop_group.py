@@ -197,6 +197,51 @@ def test_a_call_while_a_thread_writes_runs_in_the_executor(sqlite_store: Store) 
     assert store.verify().ok
 
 
+def test_another_process_holding_the_write_lock_never_blocks_the_loop(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    """SQLite's busy handler sleeps; on the loop it would stall every request. A call that
+    meets another connection's write lock waits for it in a thread instead."""
+    store = sqlite_store
+    _submit(store, 0)
+    other = sqlite3.connect(tmp_path / "interlock.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    ran_in: list[str] = []
+
+    def write() -> Request:
+        ran_in.append(threading.current_thread().name)
+        return _submit(store, 1)
+
+    async def main() -> Request:
+        call = asyncio.ensure_future(store.run_grouped(write))
+        ticks = 0
+        while not ran_in and ticks < 500:  # the loop turns while the call waits for the lock
+            await asyncio.sleep(0.01)
+            ticks += 1
+        await asyncio.sleep(0.1)
+        assert not call.done()
+        other.execute("COMMIT")
+        made = await call
+        assert ticks >= 1
+        return made
+
+    made = asyncio.run(main())
+    other.close()
+
+    assert ran_in[0] != threading.current_thread().name
+    assert store.get(made.id).state is State.ALLOWED
+    assert store.verify().ok
+    # and the next call, the lock free, runs on the loop again
+    loop_thread: list[str] = []
+
+    def write_again() -> Request:
+        loop_thread.append(threading.current_thread().name)
+        return _submit(store, 2)
+
+    asyncio.run(store.run_grouped(write_again))
+    assert loop_thread == [threading.current_thread().name]
+
+
 def test_a_thread_write_waits_for_the_loop_group_to_commit(sqlite_store: Store) -> None:
     store = sqlite_store
     held = store._committer = HeldCommits()

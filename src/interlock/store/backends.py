@@ -36,6 +36,10 @@ class Backend(Protocol):
         """Take the in-process write lock if it is free: its release; None if it is held."""
         ...
 
+    def begin_now(self, conn: sa.Connection) -> sa.RootTransaction | None:
+        """Begin a write transaction if that needs no wait for another's lock, else None."""
+        ...
+
     def insert_ignore(self, table: sa.Table) -> Any: ...
 
     def insert(self, table: sa.Table) -> Any:

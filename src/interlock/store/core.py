@@ -412,13 +412,17 @@ class StoreBase:
             return None
         try:
             conn = self._kept()
-            trans = conn.begin()
+            trans = self.backend.begin_now(conn)
         except BaseException as exc:
             release()
             self._groups.finish()
             if _outage(exc):
                 raise _unavailable(exc) from exc
             raise
+        if trans is None:  # another process writes: wait for it in a thread, not on the loop
+            release()
+            self._groups.finish()
+            return None
         done: asyncio.Future[None] = loop.create_future()
         # a call whose own write failed does not wait for the commit: nobody may read its end
         done.add_done_callback(lambda f: f.cancelled() or f.exception())

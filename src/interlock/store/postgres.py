@@ -101,6 +101,9 @@ class PostgresBackend:
     def try_write_lock(self) -> Callable[[], None] | None:
         return lambda: None
 
+    def begin_now(self, conn: sa.Connection) -> sa.RootTransaction | None:
+        return conn.begin()
+
     def insert_ignore(self, table: sa.Table) -> Any:
         return pg_insert(table).on_conflict_do_nothing()
 

@@ -5,6 +5,7 @@ The contract itself lives in `interlock.store.core`; this module only shapes the
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -26,6 +27,9 @@ AUDIT_GUARD = [
 #: What a database owner would run to bypass the guard (used by the tamper tests).
 AUDIT_UNGUARD = ["DROP TRIGGER audit_no_update", "DROP TRIGGER audit_no_delete"]
 
+
+#: How long a write waits for another connection's write lock, in milliseconds.
+BUSY_TIMEOUT_MS = 30_000
 
 #: `?synchronous=` values a database URL may carry; `full` is the default.
 SYNC_LEVELS = ("full", "extra", "normal")
@@ -79,7 +83,7 @@ class SQLiteBackend:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(pragma)
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cur.close()
 
         @sa.event.listens_for(engine, "begin")
@@ -97,6 +101,23 @@ class SQLiteBackend:
 
     def try_write_lock(self) -> Callable[[], None] | None:
         return self._writer.release if self._writer.acquire(blocking=False) else None
+
+    def begin_now(self, conn: sa.Connection) -> sa.RootTransaction | None:
+        """BEGIN IMMEDIATE without waiting: None while another connection (another process)
+        holds the write lock, instead of sleeping in SQLite's busy handler."""
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.execute("PRAGMA busy_timeout=0")
+        try:
+            return conn.begin()
+        except (sa.exc.OperationalError, sqlite3.OperationalError) as exc:
+            # the BEGIN runs in the engine's `begin` event, on the driver: its own error
+            orig = getattr(exc, "orig", exc)
+            if getattr(orig, "sqlite_errorname", None) in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+                return None
+            raise
+        finally:
+            driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def insert_ignore(self, table: sa.Table) -> Any:
         return sqlite_insert(table).on_conflict_do_nothing()
