@@ -6,35 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
 import pytest
 from tests.server.conftest import Env
+from tests.store.store_support import HeldCommits
 
 from interlock.store import State
 
 pytestmark = pytest.mark.anyio
-
-
-class HeldCommits(ThreadPoolExecutor):
-    """The store's committer thread, made to wait for `go` before each COMMIT, or fail it."""
-
-    def __init__(self, fail: BaseException | None = None) -> None:
-        super().__init__(1)
-        self.go = threading.Event()
-        self.fail = fail
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        def held() -> Any:
-            self.go.wait(10)
-            if self.fail is not None:
-                raise self.fail
-            return fn(*args, **kwargs)
-
-        return super().submit(held)
 
 
 async def test_a_submission_is_answered_only_after_its_commit(env: Env) -> None:

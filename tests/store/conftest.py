@@ -12,7 +12,7 @@ import pytest
 from store_support import DB, pg_schema, pg_url  # noqa: F401
 
 from interlock.clock import FakeClock
-from interlock.store import Store
+from interlock.store import Store, open_store
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -31,6 +31,16 @@ def clock() -> FakeClock:
 @pytest.fixture
 def store(db: DB, clock: FakeClock) -> Iterator[Store]:
     s = db.open(clock)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    """A store on a SQLite file, for what only SQLite's single writer does."""
+    s = open_store(f"sqlite:///{tmp_path / 'interlock.db'}")
     try:
         yield s
     finally:

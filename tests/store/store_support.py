@@ -1,13 +1,16 @@
-"""What the store tests share beside their fixtures: the test database handle and the
-PostgreSQL URL. A module of its own name, so every test folder can import it unambiguously.
+"""What the store tests share beside their fixtures: the test database handle, the
+PostgreSQL URL, and a committer that holds COMMITs. A module of its own name, so every test
+folder can import it unambiguously.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -99,3 +102,22 @@ def pg_schema() -> Iterator[DB]:
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
+
+
+class HeldCommits(ThreadPoolExecutor):
+    """A store's committer thread for the event loop's group (`Store.run_grouped`), made to
+    wait for `go` before each COMMIT, or to fail it with `fail`."""
+
+    def __init__(self, fail: BaseException | None = None) -> None:
+        super().__init__(1)
+        self.go = threading.Event()
+        self.fail = fail
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        def held() -> Any:
+            self.go.wait(10)
+            if self.fail is not None:
+                raise self.fail
+            return fn(*args, **kwargs)
+
+        return super().submit(held)

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
@@ -15,17 +14,7 @@ from store_helpers import action, result
 
 from interlock.errors import Conflict, StoreUnavailable
 from interlock.policy.records import Decision
-from interlock.store import State, Store, open_store
-
-
-@pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path / 'interlock.db'}")
-    try:
-        yield s
-    finally:
-        s.close()
-
+from interlock.store import State, Store
 
 Leader = Callable[[threading.Event, threading.Event], None]
 

@@ -8,27 +8,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from store_helpers import LEAD, action, result
+from store_support import HeldCommits
 
 from interlock.errors import Conflict, NotFound, StoreUnavailable
 from interlock.policy.records import Decision
-from interlock.store import Request, State, Store, open_store
-
-
-@pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path / 'interlock.db'}")
-    try:
-        yield s
-    finally:
-        s.close()
+from interlock.store import Request, State, Store
 
 
 def _commits(store: Store) -> list[str]:
@@ -44,22 +34,10 @@ def _submit(store: Store, n: int, key: str | None = None) -> Request:
     return store.submit(agent="bot", action=action(**extra), result=result(Decision.ALLOW))
 
 
-class HeldCommits(ThreadPoolExecutor):
-    """The committer thread, made to wait for `go` before each COMMIT (or to fail it)."""
-
-    def __init__(self, fail: BaseException | None = None) -> None:
-        super().__init__(1)
-        self.go = threading.Event()
-        self.fail = fail
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        def held() -> Any:
-            self.go.wait(10)
-            if self.fail is not None:
-                raise self.fail
-            return fn(*args, **kwargs)
-
-        return super().submit(held)
+def _noting_thread(store: Store, n: int, names: list[str]) -> Request:
+    """A submission that notes the thread it ran in."""
+    names.append(threading.current_thread().name)
+    return _submit(store, n)
 
 
 def test_calls_started_in_one_turn_share_one_commit(sqlite_store: Store) -> None:
@@ -175,10 +153,7 @@ def test_a_call_while_a_thread_writes_runs_in_the_executor(sqlite_store: Store) 
     lead.start()
     assert inside.wait(10)
     ran_in: list[str] = []
-
-    def write() -> Request:
-        ran_in.append(threading.current_thread().name)
-        return _submit(store, 1)
+    write = partial(_noting_thread, store, 1, ran_in)
 
     async def main() -> Request:
         call = asyncio.ensure_future(store.run_grouped(write))
@@ -207,10 +182,7 @@ def test_another_process_holding_the_write_lock_never_blocks_the_loop(
     other = sqlite3.connect(tmp_path / "interlock.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     ran_in: list[str] = []
-
-    def write() -> Request:
-        ran_in.append(threading.current_thread().name)
-        return _submit(store, 1)
+    write = partial(_noting_thread, store, 1, ran_in)
 
     async def main() -> Request:
         call = asyncio.ensure_future(store.run_grouped(write))
@@ -233,12 +205,7 @@ def test_another_process_holding_the_write_lock_never_blocks_the_loop(
     assert store.verify().ok
     # and the next call, the lock free, runs on the loop again
     loop_thread: list[str] = []
-
-    def write_again() -> Request:
-        loop_thread.append(threading.current_thread().name)
-        return _submit(store, 2)
-
-    asyncio.run(store.run_grouped(write_again))
+    asyncio.run(store.run_grouped(partial(_noting_thread, store, 2, loop_thread)))
     assert loop_thread == [threading.current_thread().name]
 
 
