@@ -363,10 +363,11 @@ class StoreBase:
         that fails is rolled back to its savepoint alone, and a failed COMMIT fails every call
         of the group with `StoreUnavailable`.
 
-        `fn` runs in `executor` instead, the usual way, where the backend has no single writer
-        or a thread's write holds the writer at the moment (the sweeper, a decision made in
-        the thread pool). `fn` must not wait on the event loop. Its reads outside its writes
-        see only committed data, as in a thread."""
+        `fn` runs in `executor` instead, the usual way, where the backend has no single writer,
+        a thread's write holds the writer at the moment (the sweeper, a decision made in the
+        thread pool), or another process holds the database's write lock. `fn` must not wait
+        on the event loop. Its reads outside its writes see only committed data, as in a
+        thread; what must not be seen before the commit goes through `after_commit`."""
         loop = asyncio.get_running_loop()
         if not self.backend.single_writer:
             return await loop.run_in_executor(executor, fn)
@@ -377,18 +378,20 @@ class StoreBase:
             open_group = self._open_loop_group(loop)
             if open_group is None:
                 return await loop.run_in_executor(executor, fn)
+        failure: Exception | None = None
         self._loop_writer, self._loop_wrote = threading.get_ident(), False
         try:
             result = fn()
-        except Exception:
-            wrote = self._loop_wrote
-            self._loop_writer = None
-            if wrote:  # what it wrote before failing is answered after its commit too
-                await asyncio.shield(open_group.done)
-            raise
+        except Exception as exc:
+            failure = exc
         finally:
             self._loop_writer = None
+        if failure is not None and not self._loop_wrote:
+            raise failure
+        # what it wrote is answered after its commit, an error after a write too
         await asyncio.shield(open_group.done)
+        if failure is not None:
+            raise failure
         return result
 
     def after_commit(self, fn: Callable[[], None]) -> None:
