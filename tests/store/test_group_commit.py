@@ -187,3 +187,32 @@ def test_a_failed_commit_fails_every_write_of_its_group(sqlite_store: Store,
     assert store.get(after.id).state is State.ALLOWED
     assert not store._groups._busy
     assert store.verify().ok
+
+
+def test_an_idle_sweep_does_not_take_the_writer(sqlite_store: Store) -> None:
+    """Nothing due: the sweep reads that and returns, even while another write holds the
+    single writer (an idle tick once a second used to queue behind every write)."""
+    store = sqlite_store
+    inside, release = threading.Event(), threading.Event()
+
+    def leader() -> None:
+        with store._write() as tx:
+            tx.audit("system", "leader", {})
+            inside.set()
+            release.wait(10)
+
+    lead = threading.Thread(target=leader)
+    lead.start()
+    assert inside.wait(10)
+    swept: list[object] = []
+    sweeper = threading.Thread(target=lambda: swept.append(store.sweep()))
+    sweeper.start()
+    sweeper.join(5)
+    finished = not sweeper.is_alive()
+    release.set()
+    lead.join(10)
+    sweeper.join(10)
+
+    assert finished, "the idle sweep waited for the writer"
+    assert len(swept) == 1 and not swept[0].unknown  # type: ignore[attr-defined]
+    assert not store._groups._waiting
