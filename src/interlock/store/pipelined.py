@@ -109,8 +109,7 @@ class Pipelined:
                 with _misses(tx), driver.pipeline() as pipe:  # its exit sends the one Sync
                     try:
                         yield tx
-                        _send_deferred(tx)
-                        self._append(tx.cursor, tx.entries)
+                        _send_writes(tx, self.store.backend.append)
                     except BaseException:
                         _abandon(tx, pipe)
                         raise
@@ -127,20 +126,29 @@ class Pipelined:
             # would fail with "prepared statement does not exist".
             self.give(driver, keep=not failed)
 
-    def _append(self, cursor: Any, entries: list[chain.Pending]) -> None:
-        if entries:
-            cursor.execute(self.store.backend.append, {
-                "events": [e.event for e in entries],
-                "request_ids": [e.request_id for e in entries],
-                "bodies": chain.bodies(entries),
-            })
 
-
-def _send_deferred(tx: Tx) -> None:
-    """The transaction's compare-and-sets, each failing unless it changed exactly one row."""
-    for stmt, params, _miss in tx.deferred:
+def _send_writes(tx: Tx, append: str) -> None:
+    """The transaction's compare-and-sets, each failing unless it changed exactly one row,
+    and its audit append. The append travels in the last compare-and-set's statement, so
+    the common write (one request changed, its entries chained) is one statement fewer."""
+    appended = None
+    if tx.entries:
+        appended = {
+            "events": [e.event for e in tx.entries],
+            "request_ids": [e.request_id for e in tx.entries],
+            "bodies": chain.bodies(tx.entries),
+        }
+    last = len(tx.deferred) - 1
+    for i, (stmt, params, _miss) in enumerate(tx.deferred):
+        if i == last and appended is not None:
+            sql, _order, base = tx.statements.checked_then(
+                stmt, tuple(params), append.removeprefix("SELECT "))
+            tx.cursor.execute(sql, {**base, **params, **appended})
+            return
         sql, _order, base = tx.statements.checked(stmt, tuple(params))
         tx.cursor.execute(sql, {**base, **params} if base else params)
+    if appended is not None:
+        tx.cursor.execute(append, appended)
 
 
 @contextmanager

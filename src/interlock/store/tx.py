@@ -40,8 +40,8 @@ class Statements:
         self.dialect = _named(dialect)
         self._cache: dict[tuple[Any, tuple[str, ...]], tuple[str, tuple[str, ...] | None,
                                                               dict[str, Any]]] = {}
-        self._checked: dict[tuple[Any, tuple[str, ...]], tuple[str, tuple[str, ...] | None,
-                                                                dict[str, Any]]] = {}
+        self._checked: dict[tuple[Any, ...], tuple[str, tuple[str, ...] | None,
+                                                   dict[str, Any]]] = {}
         self.names: dict[Any, tuple[str, ...]] = {}
         """A query's column names, by statement."""
 
@@ -73,6 +73,19 @@ class Statements:
             sql, order, base = self.get(stmt.returning(sa.literal_column("1")), keys)
             hit = (f"WITH cas AS ({sql}) SELECT 1 / count(*) FROM cas", order, base)
             self._checked[(stmt, keys)] = hit
+        return hit
+
+    def checked_then(
+        self, stmt: Any, keys: tuple[str, ...], then: str
+    ) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+        """`checked`, and the expression `then` evaluated in the same statement, once: a
+        compare-and-set and what must happen only if it held, in one statement. `then` may
+        run before the check fails; the failure rolls both back all the same."""
+        hit = self._checked.get((stmt, keys, then))
+        if hit is None:
+            sql, order, base = self.get(stmt.returning(sa.literal_column("1")), keys)
+            hit = (f"WITH cas AS ({sql}) SELECT 1 / count(*), {then} FROM cas", order, base)
+            self._checked[(stmt, keys, then)] = hit
         return hit
 
 
