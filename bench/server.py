@@ -7,10 +7,10 @@ Run as `python -m bench.server` (`python -m bench.server waiters`: the waiter ro
 settings and, for each part, the same load client: wrk for (a) where it is installed (`apt-get
 install wrk`), else the raw asyncio HTTP/1.1 client that (b) and (c) always use. The servers of
 (a) all run at once and are loaded in turn, in short slices, so that what a shared host's
-neighbours do falls on the anchor and on interlock alike; the table shows each slice's ratio. A waiter's
-delay runs from the moment the deciding server's commit returned (stamped in that server, on
-the host's monotonic clock) to the moment the client read the waiter's answer; decisions start
-once every waiter is parked.
+neighbours do falls on the anchor and on interlock alike; the table shows each slice's ratio.
+A waiter's delay runs from the moment the deciding server's commit returned (stamped in that
+server, on the host's monotonic clock) to the moment the client read the waiter's answer;
+decisions start once every waiter is parked.
 """
 
 from __future__ import annotations
