@@ -67,6 +67,7 @@ def test_the_cli_refuses_what_the_api_refuses(tmp_path: Path,
     """`interlock pause --db` checks the agent name and the reason in the store, as the API
     does: `*` or a blank reason is one line on stderr and nothing is paused."""
     db = f"sqlite:///{tmp_path / 'interlock.db'}"
+    open_store(db).close()  # as `interlock serve` leaves it
     for args in (["--agent", "*", "--reason", "x"], ["--reason", "   "],
                  ["--agent", " bot", "--reason", "x"]):
         assert main(["pause", *args, "--db", db]) != 0

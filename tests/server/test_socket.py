@@ -69,6 +69,7 @@ def test_a_token_group_is_gated_when_no_policy_says_which_groups_approve(
     tmp_path: Path,
 ) -> None:
     db = f"sqlite:///{tmp_path / 'bare.db'}"
+    cli("db", "upgrade", "--db", db, cwd=tmp_path)
     token(tmp_path, "--admin", "boss", "--db", db)
     assert not (tmp_path / "interlock.yaml").exists()
     done = cli("token", "create", "--reviewer", "eve", "--groups", "anything", "--as", "ops",

@@ -138,7 +138,9 @@ def test_unreachable_database_is_one_line(capsys: pytest.CaptureFixture[str]) ->
     assert main(["audit", "verify", "--db", url]) == 1
     assert main(["db", "upgrade", "--db", url]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all(line.startswith("interlock: cannot") for line in err)
+    assert len(err) == 2, err
+    assert err[0].startswith("interlock: no database at `/nonexistent-dir/interlock.db`")
+    assert err[1].startswith("interlock: cannot upgrade the database")
 
 
 def test_a_failed_migration_leaves_nothing_behind(

@@ -42,7 +42,7 @@ def set_(
     approves."""
     parse_level(level)
     loaded = _policy(policy)
-    store = open_store(db)
+    store = open_store(db, create=False)
     try:
         asker = requested_by or getpass.getuser()
         require_second_admin(store, asker, "setting an autonomy level")
@@ -65,7 +65,7 @@ def show(
 ) -> None:
     """Each agent's level, whether it is pinned, and its track record."""
     loaded: Policy = _policy(policy) or load_policy_text("version: 1\n")
-    store = open_store(db)
+    store = open_store(db, create=False)
     try:
         rows = agent_levels(store, loaded, agent)
     finally:

@@ -31,7 +31,7 @@ def list_(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Grants, newest first: id, agent, action, scope, who granted it, until when."""
-    store = open_store(db)
+    store = open_store(db, create=False)
     try:
         now = store.clock.now()
         for g in store.grants(agent=agent, live=not all_):
@@ -55,7 +55,7 @@ def revoke(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Stop a grant from applying."""
-    store = open_store(db)
+    store = open_store(db, create=False)
     try:
         store.revoke_grant(grant_id, actor=f"cli:{getpass.getuser()}")
         typer.echo(f"revoked {grant_id}", err=True)

@@ -174,7 +174,7 @@ def insights(
     else:
         if policy is None and Path(DEFAULT_POLICY).is_file():
             policy = Path(DEFAULT_POLICY)
-        store = open_store(db or DEFAULT_DB)
+        store = open_store(db or DEFAULT_DB, create=False)
         try:
             data = payload(report(store, window=seconds, by=by),
                            str(policy) if policy is not None else None)
@@ -231,7 +231,7 @@ def apply_(
         path = policy if policy is not None else Path(DEFAULT_POLICY)
         if not path.is_file():
             raise BadInput(f"no policy file `{path}`: pass --policy FILE")
-        store = open_store(db or DEFAULT_DB)
+        store = open_store(db or DEFAULT_DB, create=False)
         try:
             asker = requested_by or getpass.getuser()
             done = apply_advice(store, policy_file=str(path), advice_id=advice_id,
@@ -264,7 +264,7 @@ def export_feedback(
         "--include-pending", help="Also export requests still waiting.")] = False,
 ) -> None:
     """JSONL eval data: proposal, policy result, votes, edits, notes, outcome, reviews."""
-    store = open_store(db or DEFAULT_DB)
+    store = open_store(db or DEFAULT_DB, create=False)
     try:
         lines = export_lines(store, include_pending=include_pending)
         if output is None:

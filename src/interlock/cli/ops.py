@@ -61,7 +61,7 @@ def pause(
             body["agent"] = agent
         _api_call(server, token, "/v1/pause", body)
     else:
-        store = open_store(db or DEFAULT_DB)
+        store = open_store(db or DEFAULT_DB, create=False)
         try:
             store.pause(agent=agent, reason=reason, actor=f"cli:{getpass.getuser()}")
         finally:
@@ -83,7 +83,7 @@ def unpause(
                            {"agent": agent} if agent is not None else {})
         left = list(answer.get("pauses") or [])
     else:
-        store = open_store(db or DEFAULT_DB)
+        store = open_store(db or DEFAULT_DB, create=False)
         try:
             store.unpause(agent=agent, actor=f"cli:{getpass.getuser()}")
             left = [{"agent": p.agent, "reason": p.reason} for p in store.pauses()]

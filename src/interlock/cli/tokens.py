@@ -112,7 +112,7 @@ def create(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Create a token and print it alone on stdout (it is never shown again)."""
-    store = open_store(db)
+    store = open_store(db, create=False)
     try:
         if request is not None:
             typer.echo(_finish(store, request, wait))
@@ -188,7 +188,7 @@ def _gated_groups(policy: str | None, groups: list[str]) -> list[str]:
 @app.command("list")
 def list_(db: DbOption = DEFAULT_DB) -> None:
     """Every token, without its secret."""
-    store = open_store(db)
+    store = open_store(db, create=False)
     try:
         for t in store.tokens():
             state = "revoked" if t.revoked_at is not None else (
@@ -218,7 +218,7 @@ def revoke(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Stop a token from working."""
-    store = open_store(db)
+    store = open_store(db, create=False)
     try:
         store.revoke_token(token_id, actor="cli")
         typer.echo(f"revoked {token_id}", err=True)

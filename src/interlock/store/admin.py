@@ -9,6 +9,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from interlock.policy.records import Facts, Level
 from interlock.store import autonomy as levels
 from interlock.store import grants
 from interlock.store import schema as t
+from interlock.store.backends import backend_for_url
 from interlock.store.core import dumps, new_id
 from interlock.store.grants import Grant
 from interlock.store.records import (
@@ -354,12 +356,32 @@ def _token(r: dict[str, Any]) -> Token:
 
 def open_store(
     url: str, *, clock: Clock | None = None, connect_args: dict[str, Any] | None = None,
-    auto_upgrade: bool = False,
+    auto_upgrade: bool = False, create: bool = True,
 ) -> Store:
     """Open the store at a database URL (`sqlite:///FILE`, `postgresql://...`).
 
     An empty database is migrated; one whose schema is older is refused unless
-    `auto_upgrade`, and one newer than this interlock is always refused."""
+    `auto_upgrade`, and one newer than this interlock is always refused.
+
+    `create=False` is for tools that read or change a store that must exist already (verify
+    the trail, pause agents, issue a token): a SQLite file that is not there, or a database
+    with no interlock tables, is then refused instead of being created empty, so a mistyped
+    `--db` is an error, not a new store that reports nothing wrong."""
     if not url:
         raise BadInput("no database URL given")
-    return Store(url, clock=clock, connect_args=connect_args, auto_upgrade=auto_upgrade)
+    if not create:
+        _require_file(url)
+    return Store(url, clock=clock, connect_args=connect_args, auto_upgrade=auto_upgrade,
+                 create=create)
+
+
+def _require_file(url: str) -> None:
+    """Refuse a SQLite URL whose file does not exist (connecting would create it)."""
+    if backend_for_url(url).name != "sqlite":
+        return
+    path = sa.engine.make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    if not Path(path).exists():
+        raise BadInput(f"no database at `{path}`: check --db (`interlock serve` creates the "
+                       "database on its first start)")

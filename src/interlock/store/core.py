@@ -162,6 +162,7 @@ class StoreBase:
         clock: Clock | None = None,
         connect_args: dict[str, Any] | None = None,
         auto_upgrade: bool = False,
+        create: bool = True,
     ) -> None:
         self.url = url
         self.clock: Clock = clock or SystemClock()
@@ -186,7 +187,8 @@ class StoreBase:
         #: PostgreSQL's pipelined writes, on driver connections of their own.
         self._pipelined = pipelined.Pipelined(self)
         try:
-            migrate.ensure(self.engine, self.backend, auto_upgrade=auto_upgrade)
+            migrate.ensure(self.engine, self.backend, auto_upgrade=auto_upgrade,
+                           create=create)
         except sa.exc.DBAPIError as exc:
             self.engine.dispose()
             raise StoreUnavailable(

@@ -11,7 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from interlock.errors import StoreUnavailable
+from interlock.errors import BadInput, StoreUnavailable
 from interlock.store.backends import Backend
 
 
@@ -68,13 +68,20 @@ def upgrade(
         return before, target
 
 
-def ensure(engine: sa.Engine, backend: Backend, *, auto_upgrade: bool = False) -> None:
-    """Migrate an empty database; refuse one that is newer, or older unless `auto_upgrade`."""
+def ensure(
+    engine: sa.Engine, backend: Backend, *, auto_upgrade: bool = False, create: bool = True
+) -> None:
+    """Migrate an empty database (unless not `create`); refuse one that is newer, or older
+    unless `auto_upgrade`."""
     with engine.connect().execution_options(interlock_read=True) as conn:
         rev = current(conn)
     _refuse_unknown(rev)
     if rev == head():
         return
+    if rev is None and not create:
+        shown = engine.url.render_as_string(hide_password=True)
+        raise BadInput(f"`{shown}` holds no interlock database: check --db (`interlock "
+                       "serve` or `interlock db upgrade` creates one)")
     if rev is None or auto_upgrade:
         upgrade(engine, backend)
         return
