@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import random
 import signal
-import socket
 import tempfile
 import threading
 import time
@@ -26,8 +25,8 @@ from rich.console import Console
 from rich.text import Text
 
 from interlock.cli.review import Api, ServerRefused, Unreachable
-from interlock.cli.serve import _first_admin, starter_policy
-from interlock.errors import BadInput, InterlockError
+from interlock.cli.serve import _first_admin, listen, starter_policy
+from interlock.errors import InterlockError
 from interlock.gateway import Gateway
 from interlock.policy import Policy, load_policy
 from interlock.server.settings import ServerSettings
@@ -406,20 +405,6 @@ def approver_groups(policy: Policy) -> list[str]:
     return [n for n in dict.fromkeys(names) if not n.startswith("user:")]
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
-                       "pick another --port") from None
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
-
-
 def _tokens(store: Store, policy: Policy) -> tuple[dict[str, str], list[str], str | None]:
     groups = approver_groups(policy)
     reviewers = [store.create_token(kind="reviewer", name=name, groups=groups,
@@ -443,7 +428,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def demo(
     port: Annotated[int, typer.Option(
-        "--port", help="Port to listen on (0: any free port).")] = 8765,
+        "--port", min=0, max=65535, help="Port to listen on (0: any free port).")] = 8765,
     policy: Annotated[str | None, typer.Option(
         "--policy", help="Policy file (default: the starter policy).")] = None,
     interval: Annotated[float, typer.Option(
@@ -473,7 +458,7 @@ def _demo(port: int, policy_file: str | None, interval: float, seed: int | None)
         if policy_file is None:
             starter_policy(path)
         loaded = load_policy(path)
-        sock = _listen("127.0.0.1", port)
+        sock = listen("127.0.0.1", port)
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         store = open_store(f"sqlite:///{Path(tmp) / 'demo.db'}")
         agents: SimulatedAgents | None = None

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 import typer
 
 from interlock.cli.db import DEFAULT_DB
-from interlock.errors import InterlockError
+from interlock.errors import BadInput, InterlockError
 from interlock.gateway import Gateway
 from interlock.policy import Policy, load_policy
 from interlock.server.settings import ServerSettings
@@ -152,13 +152,37 @@ def _logging() -> None:
         logger.propagate = False
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: any free one), or BadInput saying why
+    not (the port is taken, the address is not this host's, the name does not resolve)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (OSError, OverflowError, UnicodeError) as exc:
+        raise BadInput(f"cannot listen on {host}:{port}: {exc}") from None
+    family, kind, proto, _name, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise BadInput(f"cannot listen on {host}:{port}: {reason}; pick another --port "
+                       "or --host") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(
     policy: Annotated[str | None, typer.Option(
         "--policy", help=f"Policy file (default ./{DEFAULT_POLICY}, written if absent).")] = None,
     db: Annotated[str, typer.Option(
         "--db", help="Database URL: sqlite:///FILE or postgresql://...")] = DEFAULT_DB,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8765,
+    port: Annotated[int, typer.Option(
+        "--port", min=0, max=65535, help="Port to listen on (0: any free port).")] = 8765,
     public_url: Annotated[str | None, typer.Option(
         "--public-url", help="Base URL of links sent to people.")] = None,
 ) -> None:
@@ -175,7 +199,15 @@ def serve(
     else:
         path = Path(policy)
     loaded = load_policy(path)
-    store = open_store(db)
+    # Bound first: a port in use or an address this host lacks is one line, before the
+    # database is created or a sign-in link printed for a server that never ran.
+    sock = listen(host, port)
+    port = sock.getsockname()[1]
+    try:
+        store = open_store(db)
+    except BaseException:
+        sock.close()
+        raise
     registration: Registration | None = None
     follower: PolicyFollower | None = None
     if store.engine.dialect.name == "postgresql":
@@ -200,9 +232,11 @@ def serve(
         sys.stdout.flush()
         _logging()
         _raise_fd_limit()
-        uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning",
-                    lifespan="on", timeout_keep_alive=KEEP_ALIVE)
+        config = uvicorn.Config(app, access_log=False, log_level="warning", lifespan="on",
+                                timeout_keep_alive=KEEP_ALIVE)
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
+        sock.close()
         if follower is not None:
             follower.stop()
         if registration is not None:
