@@ -67,3 +67,14 @@ def test_verify_takes_an_anchor_as_pasted_and_names_one_that_is_not_a_hash(
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "interlock: `--anchor` takes the 64 hex digits `interlock audit anchor` printed, "
         "not `zz`")
+
+
+def test_export_feedback_to_a_folder_that_is_not_there_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'interlock.db'}"
+    open_store(url).close()
+    out = tmp_path / "missing" / "feedback.jsonl"
+    assert main(["export-feedback", "--db", url, "--output", str(out)]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"interlock: cannot write `{out}`: No such file or directory"]

@@ -271,7 +271,11 @@ def export_feedback(
             for text in lines:
                 sys.stdout.write(text + "\n")
         else:
-            with output.open("w", encoding="utf-8") as f:
+            try:
+                f = output.open("w", encoding="utf-8")
+            except OSError as exc:
+                raise BadInput(f"cannot write `{output}`: {exc.strerror or exc}") from None
+            with f:
                 n = sum(f.write(text + "\n") > 0 for text in lines)
             typer.echo(f"wrote {n} lines to {output}", err=True)
     finally:
