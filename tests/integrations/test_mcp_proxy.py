@@ -293,3 +293,12 @@ def test_remote_mode_holds_a_call_until_approved_through_the_http_api(tmp_path: 
                     for r in store.list_requests(agent="mcp-proxy", limit=10))
     assert states == [("delete_file", "denied"), ("delete_file", "succeeded")]
     store.close()
+
+
+def test_a_downstream_command_that_is_not_there_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([*_proxy(tmp_path), str(tmp_path / "no-such-server")],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"interlock: cannot start the downstream MCP server: `{tmp_path / 'no-such-server'}` "
+        "is not an executable file or a command on PATH"]

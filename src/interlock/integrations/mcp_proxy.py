@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -415,6 +416,9 @@ async def downstream(command: Sequence[str]) -> AsyncIterator[
     """Start the downstream MCP server (COMMAND) and connect to it over stdio."""
     if not command:
         raise InterlockError("no downstream command: give it after `--`")
+    if shutil.which(command[0]) is None:
+        raise BadInput(f"cannot start the downstream MCP server: `{command[0]}` is not an "
+                       "executable file or a command on PATH")
     params = StdioServerParameters(command=command[0], args=list(command[1:]),
                                    env=dict(os.environ))
     async with stdio_client(params, errlog=sys.stderr) as (read, write), \
