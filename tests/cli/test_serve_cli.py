@@ -51,3 +51,17 @@ def test_an_address_this_host_does_not_have_is_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("interlock: cannot listen on 192.0.2.1:0: ")
     assert not (here / "x.db").exists()
+
+
+@pytest.mark.parametrize("url", ["not a url", "interlock.example.com", "ftp://x.example",
+                                 "https://x.example/?next=1"])
+def test_a_public_url_that_is_not_an_absolute_http_url_is_refused(
+    url: str, here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--public-url", url, "--port", "0",
+                 "--db", f"sqlite:///{here / 'x.db'}"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "interlock: --public-url takes an absolute http(s) URL such as "
+        f"https://interlock.example.com, not `{url}`"]
+    assert not (here / "x.db").exists()
+    assert not (here / "interlock.yaml").exists()

@@ -73,8 +73,11 @@ def mcp_proxy(
                              "sharing --db).")] = None,
 ) -> None:
     """An MCP server in front of COMMAND's, gating its tools/call through interlock."""
+    from interlock.cli.serve import public_base
+
     mode = _mode(policy, server, token)
     address = _listen(listen)
+    public = public_base(public_url)
     if wait < 0:
         raise BadInput("--wait must be 0 or more seconds")
     try:
@@ -89,7 +92,7 @@ def mcp_proxy(
     if mode == "embedded":
         assert policy is not None
         gate = Gate.from_policy(policy, db, channel=WebChannel(), agent=agent or "mcp-proxy")
-        base = (public_url or "").rstrip("/")
+        base = public or ""
     else:
         assert server is not None and token is not None
         gate = Gate.connect(server, token=token, agent=agent)

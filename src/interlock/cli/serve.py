@@ -18,6 +18,7 @@ import threading
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 import typer
@@ -152,6 +153,18 @@ def _logging() -> None:
         logger.propagate = False
 
 
+def public_base(url: str | None) -> str | None:
+    """`--public-url` checked: an absolute http(s) URL, without a trailing slash."""
+    if url is None:
+        return None
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query \
+            or parts.fragment:
+        raise BadInput(f"--public-url takes an absolute http(s) URL such as "
+                       f"https://interlock.example.com, not `{url}`")
+    return url.strip().rstrip("/")
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A listening TCP socket on host:port (port 0: any free one), or BadInput saying why
     not (the port is taken, the address is not this host's, the name does not resolve)."""
@@ -192,6 +205,7 @@ def serve(
     from interlock.server.app import create_app
     from interlock.server.policy_follow import PolicyFollower
 
+    public_url = public_base(public_url)
     if policy is None:
         path = Path(DEFAULT_POLICY)
         if starter_policy(path):
