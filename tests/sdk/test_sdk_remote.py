@@ -17,7 +17,7 @@ import pytest
 from sdk_helpers import POLICY
 
 from interlock import Action, AlreadyClaimed, Denied, Gate
-from interlock.errors import StoreUnavailable
+from interlock.errors import BadInput, StoreUnavailable
 from interlock.store import open_store
 
 
@@ -216,3 +216,17 @@ def test_a_rate_limited_submit_says_when_to_come_back() -> None:
     pending = _error(httpx.Response(429, json={"error": {"code": "pending_limit",
                                                          "message": "wait"}}))
     assert isinstance(pending, TooMany) and pending.retry_after is None
+
+
+@pytest.mark.parametrize("url", ["localhost:8765", "127.0.0.1:8765", "", "ftp://host/x"])
+def test_a_url_that_is_not_http_is_refused_at_connect_not_taken_for_an_outage(
+    url: str, tmp_path: Path
+) -> None:
+    # an outage lets `fail_open` actions run; a typo in the URL must not look like one
+    with pytest.raises(BadInput, match="an http\\(s\\) URL"):
+        Gate.connect(url, token="il_x", state_dir=tmp_path / "state")
+
+
+def test_an_empty_token_is_refused_at_connect(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="a token is required"):
+        Gate.connect("http://127.0.0.1:8765", token=" ", state_dir=tmp_path / "state")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -53,7 +54,16 @@ class RemoteClient:
         transport: httpx.BaseTransport | None = None,
         tickets: Tickets | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            # a configuration error, not an outage: it must not pass for an unreachable
+            # server, under which `fail_open` actions would run
+            raise BadInput(f"the interlock server's URL is an http(s) URL such as "
+                           f"http://127.0.0.1:8765, not `{url}`")
+        if not token.strip():
+            raise BadInput("a token is required: the agent token `interlock token create "
+                           "--agent NAME` printed")
+        self.url = url.strip().rstrip("/")
         self.agent: str | None = agent
         self.policy = policy
         self.retries = retries
