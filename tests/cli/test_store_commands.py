@@ -65,7 +65,7 @@ def test_verify_takes_an_anchor_as_pasted_and_names_one_that_is_not_a_hash(
     assert main(["audit", "verify", "--db", url, "--anchor", f" {head.upper()}\n"]) == 0
     assert main(["audit", "verify", "--db", url, "--anchor", "zz"]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "interlock: `--anchor` takes the 64 hex digits `interlock audit anchor` printed, "
+        "interlock: an anchor is the 64 hex digits `interlock audit anchor` printed, "
         "not `zz`")
 
 

@@ -246,3 +246,22 @@ async def test_a_client_gone_before_its_body_is_not_an_error(
     assert env.store.audit_head() == before
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("disconnected before sending its body" in r.getMessage() for r in caplog.records)
+
+
+
+async def test_verify_with_an_anchor_that_is_not_a_hash_is_a_422_not_a_broken_trail(
+    env: Env,
+) -> None:
+    r = await env.get("/v1/audit/verify", "boss", anchor="zz")
+    assert_error(r, 422, "invalid_input")
+    assert r.json()["error"]["message"] == (
+        "an anchor is the 64 hex digits `interlock audit anchor` printed, not `zz`")
+    head = (await env.get("/v1/audit/verify", "boss")).json()["head_hash"]
+    r = await env.get("/v1/audit/verify", "boss", anchor=f" {head.upper()} ")
+    assert r.status_code == 200 and r.json()["ok"], r.text
+
+
+async def test_an_insights_window_past_a_hundred_years_is_a_422(env: Env) -> None:
+    r = await env.get("/v1/insights", "rev", window="99999999999d")
+    assert_error(r, 422, "invalid_input")
+    assert r.json()["error"]["message"] == "a window is at most 36500d, not `99999999999d`"

@@ -35,12 +35,18 @@ _BUCKETS = (60.0, 300.0, 900.0, 3600.0, 3 * 3600.0, 6 * 3600.0, 12 * 3600.0, 864
 MAX_BUCKETS = 48
 
 
+#: The longest window figures are computed over, in seconds: a hundred years.
+MAX_WINDOW = 36500 * 86400
+
+
 def parse_window(text: str) -> float:
     """Seconds in a window like `7d`, `12h`, `30m`; BadInput otherwise."""
     seconds = parse_duration(text)
     if seconds is None or seconds <= 0:
         raise BadInput(f"a window is a number and a unit like `7d`, `12h` or `30m`, "
                        f"not `{text}`")
+    if seconds > MAX_WINDOW:
+        raise BadInput(f"a window is at most {MAX_WINDOW // 86400:.0f}d, not `{text}`")
     return seconds
 
 

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import queue
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -23,7 +24,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from interlock.clock import Clock, SystemClock
-from interlock.errors import Conflict, NotFound, StoreUnavailable
+from interlock.errors import BadInput, Conflict, NotFound, StoreUnavailable
 from interlock.policy.records import Decision, PolicyResult, Requirements, Risk
 from interlock.store import audit as chain
 from interlock.store import group, migrate, pipelined
@@ -110,6 +111,9 @@ def digest_of(action: Mapping[str, Any], args: Any) -> str:
     """sha256 of the canonical JSON of the action with `args` as its args."""
     return chain.sha256_hex(dumps({**action, "args": args}))
 
+
+#: An audit hash as `audit anchor` prints it: sha256 in lowercase hex.
+_HASH = re.compile(r"[0-9a-f]{64}")
 
 # Statements built once: values travel as parameters, so each call reuses the compiled form.
 _LOAD = sa.select(t.requests).where(t.requests.c.id == sa.bindparam("rid"))
@@ -734,7 +738,14 @@ class StoreBase:
     ) -> VerifyReport:
         """Walk the chain up to the head as it is now; see `interlock.store.audit.verify`.
 
-        Entries appended meanwhile are left for the next walk, so writers never disturb it."""
+        Entries appended meanwhile are left for the next walk, so writers never disturb it.
+        `anchor` is taken as pasted (spaces, capitals); one that is not a sha256 in hex is
+        BadInput, not a broken trail."""
+        if anchor is not None:
+            anchor = anchor.strip().lower()
+            if not _HASH.fullmatch(anchor):
+                raise BadInput(f"an anchor is the 64 hex digits `interlock audit anchor` "
+                               f"printed, not `{anchor[:80]}`")
         head = self.audit_head()
         pages: queue.Queue[list[Any] | BaseException | None] = queue.Queue(maxsize=3)
 
