@@ -15,9 +15,9 @@ import queue
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -747,12 +747,25 @@ class StoreBase:
                 raise BadInput(f"an anchor is the 64 hex digits `interlock audit anchor` "
                                f"printed, not `{anchor[:80]}`")
         head = self.audit_head()
+
+        def stored_prev(seq: int) -> str | None:
+            with self._read() as conn:
+                return conn.execute(sa.select(t.audit.c.prev_hash).where(
+                    t.audit.c.seq == seq)).scalar()
+
+        batches = self._audit_batches(columns=chain.VERIFY_COLUMNS, upto=head[0])
+        if self.backend.single_writer:
+            # A local file: a page is read in less time than a thread hand-off costs, and
+            # a reader thread would only contend for the GIL (10-20% slower, measured).
+            with closing(batches):
+                return chain.verify((row for page in batches for row in page), head=head,
+                                    anchor=anchor, progress=progress, stored_prev=stored_prev)
         pages: queue.Queue[list[Any] | BaseException | None] = queue.Queue(maxsize=3)
 
         def fetch() -> None:
-            # Reading the next page overlaps hashing the current one.
+            # Over the network, reading the next page overlaps hashing the current one.
             try:
-                for page in self._audit_batches(columns=chain.VERIFY_COLUMNS, upto=head[0]):
+                for page in batches:
                     pages.put(page)
                 pages.put(None)
             except BaseException as exc:  # handed to the walking thread
@@ -763,11 +776,6 @@ class StoreBase:
                 if isinstance(page, BaseException):
                     raise page
                 yield from page
-
-        def stored_prev(seq: int) -> str | None:
-            with self._read() as conn:
-                return conn.execute(sa.select(t.audit.c.prev_hash).where(
-                    t.audit.c.seq == seq)).scalar()
 
         reader = threading.Thread(target=fetch, name="interlock-audit-verify", daemon=True)
         reader.start()
@@ -783,7 +791,7 @@ class StoreBase:
     def _audit_batches(
         self, *, after: int = 0, limit: int | None = None, size: int = 20_000,
         columns: str = chain.ENTRY_COLUMNS, upto: int | None = None,
-    ) -> Iterator[list[Any]]:
+    ) -> Generator[list[Any], None, None]:
         # Keyset pages on the primary key: constant memory, no long-lived cursor.
         # The driver's own cursor: plain tuples, no per-row Row objects (verify walks millions).
         remaining = limit
