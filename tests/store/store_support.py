@@ -121,3 +121,25 @@ class HeldCommits(ThreadPoolExecutor):
             return fn(*args, **kwargs)
 
         return super().submit(held)
+
+
+class WriterHeld:
+    """A thread inside a write on `store` (its audit entry `leader`), holding the single
+    writer until `release` is set; `join` once released."""
+
+    def __init__(self, store: Store) -> None:
+        self.inside, self.release = threading.Event(), threading.Event()
+
+        def leader() -> None:
+            with store._write() as tx:
+                tx.audit("system", "leader", {})
+                self.inside.set()
+                self.release.wait(10)
+
+        self.thread = threading.Thread(target=leader)
+        self.thread.start()
+        assert self.inside.wait(10), "the holding write did not start"
+
+    def join(self) -> None:
+        self.release.set()
+        self.thread.join(10)

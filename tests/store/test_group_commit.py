@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 from store_helpers import action, result
+from store_support import WriterHeld
 
 from interlock.errors import Conflict, StoreUnavailable
 from interlock.policy.records import Decision
@@ -193,24 +194,13 @@ def test_an_idle_sweep_does_not_take_the_writer(sqlite_store: Store) -> None:
     """Nothing due: the sweep reads that and returns, even while another write holds the
     single writer (an idle tick once a second used to queue behind every write)."""
     store = sqlite_store
-    inside, release = threading.Event(), threading.Event()
-
-    def leader() -> None:
-        with store._write() as tx:
-            tx.audit("system", "leader", {})
-            inside.set()
-            release.wait(10)
-
-    lead = threading.Thread(target=leader)
-    lead.start()
-    assert inside.wait(10)
+    held = WriterHeld(store)
     swept: list[object] = []
     sweeper = threading.Thread(target=lambda: swept.append(store.sweep()))
     sweeper.start()
     sweeper.join(5)
     finished = not sweeper.is_alive()
-    release.set()
-    lead.join(10)
+    held.join()
     sweeper.join(10)
 
     assert finished, "the idle sweep waited for the writer"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from store_helpers import LEAD, action, result
-from store_support import HeldCommits
+from store_support import HeldCommits, WriterHeld
 
 from interlock.errors import Conflict, NotFound, StoreUnavailable
 from interlock.policy.records import Decision
@@ -141,17 +141,7 @@ def test_a_failed_commit_fails_the_whole_group_and_leaves_nothing(sqlite_store: 
 
 def test_a_call_while_a_thread_writes_runs_in_the_executor(sqlite_store: Store) -> None:
     store = sqlite_store
-    inside, release = threading.Event(), threading.Event()
-
-    def leader() -> None:
-        with store._write() as tx:
-            tx.audit("system", "leader", {})
-            inside.set()
-            release.wait(10)
-
-    lead = threading.Thread(target=leader)
-    lead.start()
-    assert inside.wait(10)
+    held = WriterHeld(store)
     ran_in: list[str] = []
     write = partial(_noting_thread, store, 1, ran_in)
 
@@ -159,11 +149,11 @@ def test_a_call_while_a_thread_writes_runs_in_the_executor(sqlite_store: Store) 
         call = asyncio.ensure_future(store.run_grouped(write))
         while len(store._groups._waiting) < 1:  # it queued behind the thread's write
             await asyncio.sleep(0.01)
-        release.set()
+        held.release.set()
         return await call
 
     made = asyncio.run(main())
-    lead.join(10)
+    held.join()
 
     assert ran_in and ran_in[0] != threading.current_thread().name
     assert store.get(made.id).state is State.ALLOWED
