@@ -15,7 +15,7 @@ rolls the whole write back at the Sync.
 
 from __future__ import annotations
 
-import threading
+import queue
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
@@ -41,18 +41,26 @@ class Pipelined:
 
     def __init__(self, store: StoreBase) -> None:
         self.store = store
-        self._idle: list[Any] = []
-        self._lock = threading.Lock()
-        self._free = threading.BoundedSemaphore(WRITERS)
+        # One item per connection a write may hold: an idle connection, or None where none
+        # is open. Waiting for one is a C-level lock, not a Python Condition: with many
+        # writer threads, a Python semaphore's wake-ups alone cost as much as a write.
+        self._slots: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(WRITERS):
+            self._slots.put(None)
         self._closed = False
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            with suppress(Exception):
-                conn.close()
+        """Close the idle connections; those in use close when they are given back."""
+        self._closed = True
+        drained = []
+        with suppress(queue.Empty):
+            while True:
+                drained.append(self._slots.get_nowait())
+        for conn in drained:
+            if conn is not None:
+                with suppress(Exception):
+                    conn.close()
+            self._slots.put(None)
 
     # -- connections ------------------------------------------------------------------
 
@@ -61,13 +69,14 @@ class Pipelined:
         at once; a write waits for one). It comes from the engine (its URL, arguments and
         events), detached from SQLAlchemy's pool: a write takes no checkout, mode switch,
         reset and return. Every `take` is paired with a `give`."""
-        if not self._free.acquire(timeout=WAIT):
-            raise StoreUnavailable(f"all {WRITERS} write connections to the database stayed "
-                                   f"busy for {WAIT:g} s")
         try:
-            with self._lock:
-                if self._idle:
-                    return self._idle.pop()
+            conn = self._slots.get(timeout=WAIT)
+        except queue.Empty:
+            raise StoreUnavailable(f"all {WRITERS} write connections to the database stayed "
+                                   f"busy for {WAIT:g} s") from None
+        if conn is not None:
+            return conn
+        try:
             pooled = self.store.engine.raw_connection()
             driver = pooled.driver_connection
             pooled.detach()
@@ -75,7 +84,7 @@ class Pipelined:
             driver.autocommit = True
             return driver
         except BaseException:
-            self._free.release()
+            self._slots.put(None)
             raise
 
     def give(self, conn: Any, *, keep: bool = True) -> None:
@@ -83,16 +92,17 @@ class Pipelined:
         inside a transaction (a ROLLBACK that failed), or the store is closed."""
         from psycopg.pq import TransactionStatus
 
+        if (keep and not self._closed and not conn.closed
+                and conn.info.transaction_status == TransactionStatus.IDLE):
+            self._slots.put(conn)
+            if self._closed:  # closed meanwhile: it must not stay open
+                self.close()
+            return
         try:
-            with self._lock:
-                if (keep and not self._closed and not conn.closed
-                        and conn.info.transaction_status == TransactionStatus.IDLE):
-                    self._idle.append(conn)
-                    return
             with suppress(Exception):
                 conn.close()
         finally:
-            self._free.release()
+            self._slots.put(None)
 
     # -- writes -----------------------------------------------------------------------
 
