@@ -16,6 +16,7 @@ import queue
 import re
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import closing, contextmanager, suppress
@@ -62,6 +63,10 @@ def _random(n: int) -> int:
     value = int.from_bytes(_entropy[-n:], "big")
     del _entropy[-n:]
     return value
+
+
+#: Requests a store keeps as it last committed them (`StoreBase._known`).
+RECENT = 1024
 
 
 def new_id(now: float) -> str:
@@ -220,6 +225,9 @@ class StoreBase:
         self._committer: ThreadPoolExecutor | None = None
         #: PostgreSQL's pipelined writes, on driver connections of their own.
         self._pipelined = pipelined.Pipelined(self)
+        #: Requests as this process last committed them, oldest first (`_known`).
+        self._recent: OrderedDict[str, Row] = OrderedDict()
+        self._recent_lock = threading.Lock()
         try:
             migrate.ensure(self.engine, self.backend, auto_upgrade=auto_upgrade,
                            create=create)
@@ -256,6 +264,8 @@ class StoreBase:
             if pipelined and self.backend.pipeline:
                 with self._pipelined.write() as tx:
                     yield tx
+                if tx.rows:  # committed
+                    self._remember(tx.rows)
                 return
             if self.backend.single_writer:
                 if self._loop_writer == threading.get_ident():
@@ -526,6 +536,40 @@ class StoreBase:
         asyncio.ensure_future(loop.run_in_executor(self._committer, commit)).add_done_callback(
             committed)
 
+    # -- requests this process wrote last -------------------------------------------
+
+    def _remember(self, rows: Mapping[str, Row]) -> None:
+        """Keep the rows a committed write left its requests in (the newest version wins
+        where threads of this process commit the same request out of order)."""
+        with self._recent_lock:
+            for rid, row in rows.items():
+                kept = self._recent.get(rid)
+                if kept is not None and kept["version"] >= row["version"]:
+                    continue
+                self._recent[rid] = dict(row)
+                self._recent.move_to_end(rid)
+            while len(self._recent) > RECENT:
+                self._recent.popitem(last=False)
+
+    def _known(self, request_id: str, usable: Callable[[Row], bool]) -> Row | None:
+        """The row this process last committed for a request, where the backend pays a round
+        trip for each load (PostgreSQL) and `usable` says a write may start from it.
+
+        Only a write that changes the request may start from it: every change to a request
+        moves its version, and the write's compare-and-set checks state and version, so if
+        the request moved on elsewhere (another process), the write fails with
+        `state_changed` and rolls back whole; the caller then `_forget`s the row and writes
+        again from a loaded one. A refusal is never answered from a known row."""
+        if not self.backend.pipeline:
+            return None
+        with self._recent_lock:
+            row = self._recent.get(request_id)
+        return None if row is None or not usable(row) else dict(row)
+
+    def _forget(self, request_id: str) -> None:
+        with self._recent_lock:
+            self._recent.pop(request_id, None)
+
     def _kept(self) -> sa.Connection:
         """The single writer's connection, opened again if it was closed or invalidated."""
         kept = self._writer
@@ -677,6 +721,7 @@ class StoreBase:
         new.update(state=to.value, version=row["version"] + 1, updated_at=tx.now)
         if not new_request:
             self._cas(tx, row, new)
+        tx.rows[rid] = new
         tx.audit(
             actor, f"state.{to.value}", {"from": current.value, "to": to.value, **(data or {})},
             request_id=rid, digest=new["digest"],
@@ -691,6 +736,7 @@ class StoreBase:
         new = {**row, **values}
         new.update(version=row["version"] + 1, updated_at=tx.now)
         self._cas(tx, row, new)
+        tx.rows[row["id"]] = new
         tx.audit(actor, event, data, request_id=row["id"], digest=new["digest"])
         return new
 

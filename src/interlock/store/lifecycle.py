@@ -499,52 +499,62 @@ class LifecycleStore(StoreBase):
 
     def claim(self, request_id: str, *, agent: str, lease: float) -> Claim:
         """Claim a decided request once; every other answer is SPEC §4's."""
+        known = self._known(request_id, lambda r: r["agent"] == agent
+                            and State(r["state"]) in CLAIMABLE)
+        if known is not None:  # no load: the claim's compare-and-set checks the known row
+            try:
+                with self._write(pipelined=True) as tx:
+                    claimed = self._claim(tx, known, agent, lease)
+                return _claimed(request_id, claimed)
+            except Conflict as exc:
+                if exc.code != "state_changed":
+                    raise
+                self._forget(request_id)  # it moved on elsewhere: ask the database
         with self._write(pipelined=True) as tx:
-            row = self._load(tx, request_id, lock=True)
-            if row["agent"] != agent:
-                raise NotFound(f"no request `{request_id}`")
-            state = State(row["state"])
-            ttl = row["ttl_expires_at"]
-            if state is State.APPROVED and ttl is not None and tx.now >= ttl:
-                reqs = requirements_of(row["requirements"])
-                progress = json.loads(row["progress"])
-                reopened = quorum.reopen_last(reqs, progress, tx.now)
-                self._transition(
-                    tx, row, State.PENDING, actor="system",
-                    data={"why": "approval ttl passed before the claim",
-                          "reopened": [quorum.label(reqs, gi, si) for gi, si in reopened]},
-                    values={"progress": dumps(progress), "round": row["round"] + 1,
-                            "deadline": quorum.deadline(progress), "ttl_expires_at": None,
-                            "decided_at": None},
-                )
-                reconfirm = True
-            elif state in CLAIMABLE:
-                row = self._transition(
-                    tx, row, State.EXECUTING, actor=f"agent:{agent}",
-                    data={"lease": lease},
-                    values={"lease_expires_at": tx.now + lease, "ttl_expires_at": None},
-                )
-                return Claim(
-                    request_id=request_id, args=json.loads(row["final_args"]),
-                    checkpoint=None if row["checkpoint"] is None
-                    else json.loads(row["checkpoint"]),
-                    lease_expires_at=row["lease_expires_at"], digest=row["digest"],
-                )
-            elif state is State.PENDING:
-                raise Conflict(f"request `{request_id}` is pending: not decided yet",
-                               code="not_decided")
-            elif state in _CLAIMED:
-                raise Conflict(f"request `{request_id}` was already claimed ({state.value})",
-                               code="already_claimed")
-            else:
-                raise Gone(row["reason"] or f"request `{request_id}` is {state.value}",
-                           code=state.value)
-        assert reconfirm
-        raise Conflict(
-            f"the approval of request `{request_id}` outlived its ttl: it is pending again "
-            "for re-confirmation",
-            code="reconfirmation_required",
-        )
+            claimed = self._claim(tx, self._load(tx, request_id, lock=True), agent, lease)
+        return _claimed(request_id, claimed)
+
+    def _claim(self, tx: Tx, row: Row, agent: str, lease: float) -> Claim | None:
+        """The claim of `row`, or None where its approval outlived its TTL and it was moved
+        back to pending (written: the caller answers once that has committed)."""
+        request_id = row["id"]
+        if row["agent"] != agent:
+            raise NotFound(f"no request `{request_id}`")
+        state = State(row["state"])
+        ttl = row["ttl_expires_at"]
+        if state is State.APPROVED and ttl is not None and tx.now >= ttl:
+            reqs = requirements_of(row["requirements"])
+            progress = json.loads(row["progress"])
+            reopened = quorum.reopen_last(reqs, progress, tx.now)
+            self._transition(
+                tx, row, State.PENDING, actor="system",
+                data={"why": "approval ttl passed before the claim",
+                      "reopened": [quorum.label(reqs, gi, si) for gi, si in reopened]},
+                values={"progress": dumps(progress), "round": row["round"] + 1,
+                        "deadline": quorum.deadline(progress), "ttl_expires_at": None,
+                        "decided_at": None},
+            )
+            return None
+        if state in CLAIMABLE:
+            row = self._transition(
+                tx, row, State.EXECUTING, actor=f"agent:{agent}",
+                data={"lease": lease},
+                values={"lease_expires_at": tx.now + lease, "ttl_expires_at": None},
+            )
+            return Claim(
+                request_id=request_id, args=json.loads(row["final_args"]),
+                checkpoint=None if row["checkpoint"] is None
+                else json.loads(row["checkpoint"]),
+                lease_expires_at=row["lease_expires_at"], digest=row["digest"],
+            )
+        if state is State.PENDING:
+            raise Conflict(f"request `{request_id}` is pending: not decided yet",
+                           code="not_decided")
+        if state in _CLAIMED:
+            raise Conflict(f"request `{request_id}` was already claimed ({state.value})",
+                           code="already_claimed")
+        raise Gone(row["reason"] or f"request `{request_id}` is {state.value}",
+                   code=state.value)
 
     def outcome(
         self, request_id: str, *, agent: str, status: Literal["succeeded", "failed"],
@@ -552,22 +562,37 @@ class LifecycleStore(StoreBase):
     ) -> Request:
         """Report how a claimed action went; only from executing."""
         to = _outcome_state(status)
+        known = self._known(request_id, lambda r: r["agent"] == agent
+                            and r["state"] == State.EXECUTING.value)
+        if known is not None:  # no load: the compare-and-set checks the known row
+            try:
+                with self._write(pipelined=True) as tx:
+                    return self._outcome(tx, known, agent, to, summary)
+            except Conflict as exc:
+                if exc.code != "state_changed":
+                    raise
+                self._forget(request_id)  # it moved on elsewhere: ask the database
         with self._write(pipelined=True) as tx:
             row = self._load(tx, request_id, lock=True)
-            if row["agent"] != agent:
-                raise NotFound(f"no request `{request_id}`")
-            if row["state"] != State.EXECUTING.value:
-                # unknown -> succeeded|failed is on the chart, but only for a person (resolve)
-                raise Conflict(
-                    f"request `{request_id}` is {row['state']}: an outcome is reported only "
-                    "for an executing request", code="invalid_transition",
-                )
-            row = self._transition(tx, row, to, actor=f"agent:{agent}",
-                                   data={"summary": summary},
-                                   values={"reason": summary, "lease_expires_at": None})
-            action = json.loads(row["action"])
-            self._after_outcome(tx, row, action)
-            return to_request(row, action=action)
+            return self._outcome(tx, row, agent, to, summary)
+
+    def _outcome(self, tx: Tx, row: Row, agent: str, to: State,
+                 summary: str | None) -> Request:
+        request_id = row["id"]
+        if row["agent"] != agent:
+            raise NotFound(f"no request `{request_id}`")
+        if row["state"] != State.EXECUTING.value:
+            # unknown -> succeeded|failed is on the chart, but only for a person (resolve)
+            raise Conflict(
+                f"request `{request_id}` is {row['state']}: an outcome is reported only "
+                "for an executing request", code="invalid_transition",
+            )
+        row = self._transition(tx, row, to, actor=f"agent:{agent}",
+                               data={"summary": summary},
+                               values={"reason": summary, "lease_expires_at": None})
+        action = json.loads(row["action"])
+        self._after_outcome(tx, row, action)
+        return to_request(row, action=action)
 
     def _after_outcome(self, tx: Tx, row: Row, action: dict[str, Any]) -> None:
         if row["state"] == State.SUCCEEDED.value:
@@ -624,6 +649,17 @@ class LifecycleStore(StoreBase):
             if current is State.UNKNOWN:
                 self._after_outcome(tx, row, action)
             return to_request(row, action=action)
+
+
+def _claimed(request_id: str, claimed: Claim | None) -> Claim:
+    """A claim's answer once its write committed."""
+    if claimed is None:
+        raise Conflict(
+            f"the approval of request `{request_id}` outlived its ttl: it is pending again "
+            "for re-confirmation",
+            code="reconfirmation_required",
+        )
+    return claimed
 
 
 def _opt_str(data: Mapping[str, Any], key: str) -> str | None:

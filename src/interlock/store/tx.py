@@ -108,6 +108,8 @@ class Tx:
     """Deferred updates, with the error to raise if one does not change exactly one row."""
     entries: list[chain.Pending] = field(default_factory=list)
     """Audit entries, chained at commit."""
+    rows: dict[str, Row] = field(default_factory=dict)
+    """Requests this transaction changed or created, by id, as it leaves them."""
 
     @property
     def conn(self) -> sa.Connection:

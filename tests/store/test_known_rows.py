@@ -1,0 +1,111 @@
+"""Claims and outcomes from the row a store last committed (PostgreSQL): no load, one round
+trip fewer. Another process may have moved the request on meanwhile; the write's
+compare-and-set then fails, is rolled back whole, and the answer comes from the database's
+row, exactly as if nothing had been known. Two stores on one database stand for two
+processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from store_helpers import approved, result, submit
+from store_support import pg_schema
+
+from interlock.clock import FakeClock
+from interlock.errors import Conflict, Gone
+from interlock.policy.records import Decision
+from interlock.store import State, Store
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def two(clock: FakeClock) -> Iterator[tuple[Store, Store]]:
+    for db in pg_schema():
+        a, b = db.open(clock), db.open(clock)
+        try:
+            yield a, b
+        finally:
+            a.close()
+            b.close()
+
+
+def _loads(store: Store) -> list[str]:
+    """The request ids `store` loads from the database from now on."""
+    seen: list[str] = []
+    load = store._load
+
+    def counted(conn: Any, request_id: str, *, lock: bool) -> Any:
+        seen.append(request_id)
+        return load(conn, request_id, lock=lock)
+
+    store._load = counted  # type: ignore[method-assign]
+    return seen
+
+
+def test_a_claim_and_its_outcome_load_nothing(two: tuple[Store, Store]) -> None:
+    a, _ = two
+    r = approved(a)
+    loads = _loads(a)
+    claim = a.claim(r.id, agent="ops-agent", lease=60)
+    done = a.outcome(r.id, agent="ops-agent", status="succeeded", summary="ok")
+    assert loads == []
+    assert claim.digest == r.digest and done.state is State.SUCCEEDED
+    assert [e.event for e in a.timeline(r.id)][-2:] == ["state.executing", "state.succeeded"]
+    assert a.verify().ok
+
+
+def test_a_request_cancelled_elsewhere_is_not_claimed(two: tuple[Store, Store]) -> None:
+    a, b = two
+    r = submit(a, result(Decision.ALLOW))  # `a` knows it allowed
+    b.cancel(r.id, agent="ops-agent", reason="not now")
+    loads = _loads(a)
+    with pytest.raises(Gone) as gone:
+        a.claim(r.id, agent="ops-agent", lease=60)
+    assert gone.value.code == "cancelled" and loads == [r.id]
+    assert a.get(r.id).state is State.CANCELLED
+    assert a.verify().ok
+
+
+def test_a_request_claimed_elsewhere_is_not_claimed_again(two: tuple[Store, Store]) -> None:
+    a, b = two
+    r = approved(a)
+    b.claim(r.id, agent="ops-agent", lease=60)
+    with pytest.raises(Conflict) as again:
+        a.claim(r.id, agent="ops-agent", lease=60)
+    assert again.value.code == "already_claimed"
+    # the row `a` knew is forgotten: the next answer is loaded too, and the same
+    with pytest.raises(Conflict) as third:
+        a.claim(r.id, agent="ops-agent", lease=60)
+    assert third.value.code == "already_claimed"
+    executing = [e for e in a.timeline(r.id) if e.event == "state.executing"]
+    assert len(executing) == 1 and a.verify().ok
+
+
+def test_an_outcome_reported_elsewhere_is_not_reported_twice(
+    two: tuple[Store, Store],
+) -> None:
+    a, b = two
+    r = approved(a)
+    a.claim(r.id, agent="ops-agent", lease=60)  # `a` knows it executing
+    b.outcome(r.id, agent="ops-agent", status="failed", summary="timeout")
+    with pytest.raises(Conflict) as late:
+        a.outcome(r.id, agent="ops-agent", status="succeeded")
+    assert late.value.code == "invalid_transition"
+    assert a.get(r.id).state is State.FAILED
+    assert a.verify().ok
+
+
+def test_an_approval_past_its_ttl_reopens_from_the_known_row(
+    two: tuple[Store, Store], clock: FakeClock,
+) -> None:
+    a, _ = two
+    r = approved(a)  # the gate's approval ttl: 300 s
+    clock.advance(301)
+    loads = _loads(a)
+    with pytest.raises(Conflict) as late:
+        a.claim(r.id, agent="ops-agent", lease=60)
+    assert late.value.code == "reconfirmation_required" and loads == []
+    assert a.get(r.id).state is State.PENDING and a.verify().ok
