@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 
 from interlock.store.core import new_id
@@ -36,18 +35,3 @@ def test_ids_made_by_many_threads_are_distinct() -> None:
     every = [i for ids in made for i in ids]
     assert len(set(every)) == len(every)
     assert all(ids == sorted(ids) for ids in made)
-
-
-def test_a_forked_child_does_not_make_its_parents_next_ids() -> None:
-    new_id(1_795_297_040.0)  # the parent holds unused random bytes now
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: its next ids, to the parent
-        os.write(write, " ".join(new_id(1_795_297_040.0) for _ in range(50)).encode())
-        os._exit(0)
-    os.close(write)
-    os.waitpid(pid, 0)
-    with os.fdopen(read) as pipe:
-        child = set(pipe.read().split())
-    parent = {new_id(1_795_297_040.0) for _ in range(50)}
-    assert len(child) == 50 and not child & parent

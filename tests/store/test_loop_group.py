@@ -310,22 +310,3 @@ def test_a_call_that_wrote_then_failed_answers_after_the_commit(sqlite_store: St
 
     asyncio.run(main())
     assert store.get(made[0].id).state is State.ALLOWED  # written, committed; the error stands
-
-
-def test_the_loop_found_for_a_group_is_always_the_running_one() -> None:
-    """`run_grouped` remembers each thread's loop instead of asking asyncio (a system call
-    per call on CPython 3.11); a later loop in the same thread, or a loop in another thread,
-    is never mistaken for the one remembered."""
-    from interlock.store.core import _running_loop
-
-    async def found() -> tuple[asyncio.AbstractEventLoop, asyncio.AbstractEventLoop]:
-        return _running_loop(), asyncio.get_running_loop()
-
-    seen = [asyncio.run(found()) for _ in range(3)]
-    other: list[tuple[asyncio.AbstractEventLoop, asyncio.AbstractEventLoop]] = []
-    thread = threading.Thread(target=lambda: other.append(asyncio.run(found())))
-    thread.start()
-    thread.join()
-    for mine, running in [*seen, *other]:
-        assert mine is running
-    assert len({id(running) for _, running in [*seen, *other]}) == 4

@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 import math
-import random
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -90,9 +90,7 @@ class Guard:
         started = time.perf_counter()
         headers = dict(scope["headers"])
         rid_in = headers.get(b"x-request-id", b"").decode("latin-1")
-        # for logs, not secrets: no system call per request (a seeded generator, reseeded
-        # in a forked child)
-        rid = rid_in if _REQUEST_ID.match(rid_in) else f"{random.getrandbits(128):032x}"
+        rid = rid_in if _REQUEST_ID.match(rid_in) else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = rid
         status = 500
 

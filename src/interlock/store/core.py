@@ -7,7 +7,6 @@ before commit; `_transition` is the only code that changes a state.
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import json
 import logging
@@ -42,27 +41,11 @@ from interlock.store.records import (
 from interlock.store.tx import Row, Statements, Tx
 
 _B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-#: RFC 4648 base32 (what `base64.b32encode` writes) to Crockford's alphabet (what ULIDs use).
-_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _B32.encode())
 
 
 #: (milliseconds, random part) of the newest id this process made, and its lock.
 _last_id = [0, 0]
 _id_lock = threading.Lock()
-#: Random bytes from the OS not used yet: one system call per few hundred ids, not one each
-#: (a system call costs several µs on a virtual machine, on every submission).
-_entropy = bytearray()
-# A forked child must not make the ids its parent is about to make.
-os.register_at_fork(after_in_child=_entropy.clear)
-
-
-def _random(n: int) -> int:
-    """An n-byte unsigned integer from the OS's random source (call under `_id_lock`)."""
-    if len(_entropy) < n:
-        _entropy[:] = os.urandom(4096)
-    value = int.from_bytes(_entropy[-n:], "big")
-    del _entropy[-n:]
-    return value
 
 
 #: Requests a store keeps as it last committed them (`StoreBase._known`).
@@ -78,29 +61,16 @@ def new_id(now: float) -> str:
     ms = int(now * 1000)
     with _id_lock:
         last_ms, last_rand = _last_id
-        rand = last_rand + 1 + _random(2) if ms == last_ms else 0
+        rand = last_rand + 1 + int.from_bytes(os.urandom(2), "big") if ms == last_ms else 0
         if ms != last_ms or rand >> 80:  # a new millisecond (or, never in practice, overflow)
-            rand = _random(10) >> 1  # room to count up
+            rand = int.from_bytes(os.urandom(10), "big") >> 1  # room to count up
         _last_id[0], _last_id[1] = ms, rand
-    # 160 bits are 32 base32 digits without padding; the first 6 hold only zeros, the other
-    # 26 the 130 bits a ULID writes (two zero bits, then its 128)
-    return base64.b32encode(((ms << 80) | rand).to_bytes(20, "big"))[6:].translate(
-        _CROCKFORD).decode()
-
-
-#: The event loop each thread last ran `run_grouped` on.
-_thread_loop = threading.local()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop:
-    """`asyncio.get_running_loop()`, which on CPython 3.11 makes a system call (getpid) each
-    time: once per submission. The loop this thread found last is still the running one
-    while it runs in this thread (asyncio's loops record the thread that runs them); any
-    other loop asks asyncio."""
-    loop: asyncio.AbstractEventLoop | None = getattr(_thread_loop, "loop", None)
-    if loop is None or getattr(loop, "_thread_id", None) != threading.get_ident():
-        loop = _thread_loop.loop = asyncio.get_running_loop()
-    return loop
+    value = (ms << 80) | rand
+    out = []
+    for _ in range(26):
+        out.append(_B32[value & 31])
+        value >>= 5
+    return "".join(reversed(out))
 
 
 def _safe(url: str) -> str:
@@ -414,7 +384,7 @@ class StoreBase:
         thread pool), or another process holds the database's write lock. `fn` must not wait
         on the event loop. Its reads outside its writes see only committed data, as in a
         thread; what must not be seen before the commit goes through `after_commit`."""
-        loop = _running_loop()
+        loop = asyncio.get_running_loop()
         if not self.backend.single_writer:
             return await loop.run_in_executor(executor, fn)
         while (pending := self._loop_commit) is not None and pending.get_loop() is loop:
