@@ -88,7 +88,7 @@ class PostgresBackend:
         return sa.create_engine(
             normalize_url(url),
             connect_args=connect_args or {},
-            # Beside the 6 write connections of `interlock.store.pipelined`: 36 at most.
+            # Beside the 8 write connections of `interlock.store.pipelined`: 38 at most.
             pool_size=10,
             max_overflow=20,
             pool_pre_ping=False,
