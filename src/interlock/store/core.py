@@ -613,6 +613,8 @@ class StoreBase:
         assert driver is not None
         checks = []
         with driver.pipeline():
+            for stmt, params in tx.inserts:
+                tx.run(stmt, params)
             for stmt, params, miss in tx.deferred:
                 cur = tx.conn.connection.cursor()
                 tx.run(stmt, params, cursor=cur)

@@ -237,14 +237,14 @@ class LifecycleStore(StoreBase):
             row = self._transition(tx, row, target, actor="policy", values=values,
                                    new_request=True)
             if lease is None or target not in (State.ALLOWED, State.NOTIFIED):
-                tx.run(_INSERT_REQUEST, row)
+                tx.insert(_INSERT_REQUEST, row)
                 return to_request(row, action=stored), None
             row = self._transition(
                 tx, row, State.EXECUTING, actor=actor, data={"lease": lease},
                 values={"lease_expires_at": tx.now + lease, "ttl_expires_at": None},
                 new_request=True,
             )
-            tx.run(_INSERT_REQUEST, row)
+            tx.insert(_INSERT_REQUEST, row)
             claim = Claim(
                 request_id=rid, args=json.loads(row["final_args"]),
                 checkpoint=None if row["checkpoint"] is None else json.loads(row["checkpoint"]),

@@ -138,9 +138,10 @@ class Pipelined:
 
 
 def _send_writes(tx: Tx, append: str) -> None:
-    """The transaction's compare-and-sets, each failing unless it changed exactly one row,
-    and its audit append. The append travels in the last compare-and-set's statement, so
-    the common write (one request changed, its entries chained) is one statement fewer."""
+    """The transaction's deferred inserts, then its compare-and-sets, each failing unless it
+    changed exactly one row, and its audit append. The append travels in the last of these
+    statements, so the common write (one request created or changed, its entries chained)
+    is one statement fewer."""
     appended = None
     if tx.entries:
         appended = {
@@ -148,15 +149,22 @@ def _send_writes(tx: Tx, append: str) -> None:
             "request_ids": [e.request_id for e in tx.entries],
             "bodies": chain.bodies(tx.entries),
         }
-    last = len(tx.deferred) - 1
-    for i, (stmt, params, _miss) in enumerate(tx.deferred):
+    writes: list[tuple[Any, dict[str, Any], bool]] = [
+        *((stmt, params, False) for stmt, params in tx.inserts),
+        *((stmt, params, True) for stmt, params, _miss in tx.deferred),
+    ]
+    last = len(writes) - 1
+    for i, (stmt, params, checked) in enumerate(writes):
         if i == last and appended is not None:
             sql, _order, base = tx.statements.checked_then(
                 stmt, tuple(params), append.removeprefix("SELECT "))
             tx.cursor.execute(sql, {**base, **params, **appended})
             return
-        sql, _order, base = tx.statements.checked(stmt, tuple(params))
-        tx.cursor.execute(sql, {**base, **params} if base else params)
+        if checked:
+            sql, _order, base = tx.statements.checked(stmt, tuple(params))
+            tx.cursor.execute(sql, {**base, **params} if base else params)
+        else:
+            tx.run(stmt, params)
     if appended is not None:
         tx.cursor.execute(append, appended)
 

@@ -79,7 +79,8 @@ class Statements:
         self, stmt: Any, keys: tuple[str, ...], then: str
     ) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
         """`checked`, and the expression `then` evaluated in the same statement, once: a
-        compare-and-set and what must happen only if it held, in one statement. `then` may
+        compare-and-set (or an insert) and what must happen only if it held, in one
+        statement. `then` may
         run before the check fails; the failure rolls both back all the same."""
         hit = self._checked.get((stmt, keys, then))
         if hit is None:
@@ -108,6 +109,8 @@ class Tx:
     """Deferred updates, with the error to raise if one does not change exactly one row."""
     entries: list[chain.Pending] = field(default_factory=list)
     """Audit entries, chained at commit."""
+    inserts: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
+    """Deferred inserts, sent before the compare-and-sets (pipelined writes only)."""
     rows: dict[str, Row] = field(default_factory=dict)
     """Requests this transaction changed or created, by id, as it leaves them."""
 
@@ -163,6 +166,15 @@ class Tx:
             self.deferred.append((stmt, params, miss))
         elif self.run(stmt, params).rowcount != 1 and miss is not None:
             raise miss
+
+    def insert(self, stmt: Any, params: dict[str, Any]) -> None:
+        """An insert nothing in the transaction reads back: where the driver pipelines, it is
+        sent with the commit's other writes (and may carry the audit append); elsewhere it
+        runs now."""
+        if self.pipeline:
+            self.inserts.append((stmt, params))
+        else:
+            self.run(stmt, params)
 
     def fetch_row(self, stmt: Any, params: dict[str, Any]) -> Row | None:
         """The first row of a query as a dict, or None."""
