@@ -121,3 +121,22 @@ def test_unicode_and_escapes_hash_the_same_everywhere(store: Store) -> None:
     assert store.verify().ok
     first = next(iter(store.audit_entries()))
     assert first.actor == "reviewer:zoë" and first.data["text"].startswith("déjà vu 🚀")
+
+
+def test_packed_entries_keep_their_fields_apart() -> None:
+    """PostgreSQL's append takes the entries as one text; no event or request id may hold
+    the separators (canonical JSON escapes control characters, so bodies never do)."""
+    from interlock.store import audit
+
+    def entry(event: str, rid: str | None, note: str) -> audit.Pending:
+        return audit.Pending(at=1.0, actor="agent:bot", event=event, request_id=rid,
+                             digest=None, data={"note": note})
+
+    pending = [entry("vote", "01ABC", "line\x1eone\x1f"), entry("policy.loaded", None, "")]
+    fields = [item.split(audit.FIELD_SEP) for item in audit.packed(pending).split(
+        audit.ENTRY_SEP)]
+    assert [f[:2] for f in fields] == [["vote", "01ABC"], ["policy.loaded", ""]]
+    assert [f[2] for f in fields] == audit.bodies(pending)
+    assert "\\u001e" in fields[0][2]  # the note's control characters, escaped
+    with pytest.raises(ValueError, match="separator"):
+        audit.packed([entry("vote\x1f", "01ABC", "")])

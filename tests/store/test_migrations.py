@@ -12,9 +12,11 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from store_helpers import result
 from store_support import DB
 
 from interlock.cli import main
+from interlock.policy.records import Decision
 from interlock.store import SchemaOutdated, Store
 from interlock.store import schema as t
 from interlock.store.backends import backend_for_url
@@ -141,3 +143,12 @@ def test_a_database_at_0001_that_never_notified_reads_from_the_start(
     with engine.connect() as conn:
         assert conn.execute(sa.select(t.outbox_cursor)).all() == [(1, 0)]
         assert conn.execute(sa.select(sa.func.count()).select_from(t.outbox)).scalar() == 0
+    # 0003 gave PostgreSQL the append a store now writes its audit entries with
+    store = db.open()
+    try:
+        r = store.submit(agent="bot", action={"action": "read_x", "args": {}},
+                         result=result(Decision.ALLOW))
+        assert [e.event for e in store.timeline(r.id)] == ["submitted", "state.allowed"]
+        assert store.verify().ok
+    finally:
+        store.close()

@@ -71,6 +71,27 @@ def bodies(pending: Sequence[Pending]) -> list[str]:
     return out
 
 
+#: What separates entries, and an entry's fields, in `packed`: control characters, which
+#: canonical JSON always escapes, and no event name or request id holds.
+ENTRY_SEP = "\x1e"
+FIELD_SEP = "\x1f"
+
+
+def packed(pending: Sequence[Pending]) -> str:
+    """The entries as one text for PostgreSQL's `interlock_append_packed`: per entry its
+    event, its request id (empty for none) and its body (`bodies`), fields separated by
+    FIELD_SEP, entries by ENTRY_SEP. One text parameter costs the driver a fraction of
+    what three arrays do."""
+    parts = []
+    for p, body in zip(pending, bodies(pending), strict=True):
+        rid = p.request_id or ""
+        if any(sep in p.event or sep in rid for sep in (ENTRY_SEP, FIELD_SEP)):
+            raise ValueError(f"an audit event or request id holds a separator: {p.event!r} "
+                             f"{rid!r}")
+        parts.append(f"{p.event}{FIELD_SEP}{rid}{FIELD_SEP}{body}")
+    return ENTRY_SEP.join(parts)
+
+
 def chain(head_seq: int, head_hash: str, pending: Sequence[Pending]) -> list[dict[str, Any]]:
     """Rows for the audit table that continue the chain after (head_seq, head_hash)."""
     rows: list[dict[str, Any]] = []

@@ -596,11 +596,7 @@ class StoreBase:
     def _flush(self, tx: Tx) -> None:
         writes: list[tuple[Any, Any]] = []
         if tx.entries and self.backend.append is not None:
-            writes.append((self.backend.append, {
-                "events": [e.event for e in tx.entries],
-                "request_ids": [e.request_id for e in tx.entries],
-                "bodies": chain.bodies(tx.entries),
-            }))
+            writes.append((self.backend.append, {"packed": chain.packed(tx.entries)}))
         elif tx.entries:
             writes.append((_INSERT_AUDIT, self._chain(tx)))
         if not tx.deferred and not self.backend.pipeline:

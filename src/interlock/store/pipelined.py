@@ -144,11 +144,7 @@ def _send_writes(tx: Tx, append: str) -> None:
     is one statement fewer."""
     appended = None
     if tx.entries:
-        appended = {
-            "events": [e.event for e in tx.entries],
-            "request_ids": [e.request_id for e in tx.entries],
-            "bodies": chain.bodies(tx.entries),
-        }
+        appended = {"packed": chain.packed(tx.entries)}
     writes: list[tuple[Any, dict[str, Any], bool]] = [
         *((stmt, params, False) for stmt, params in tx.inserts),
         *((stmt, params, True) for stmt, params, _miss in tx.deferred),
