@@ -109,3 +109,37 @@ def test_an_approval_past_its_ttl_reopens_from_the_known_row(
         a.claim(r.id, agent="ops-agent", lease=60)
     assert late.value.code == "reconfirmation_required" and loads == []
     assert a.get(r.id).state is State.PENDING and a.verify().ok
+
+
+def test_a_request_cycle_is_five_statements(
+    two: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a cycle sends PostgreSQL: a submission is its INSERT with the audit append; an
+    approval loads the request with the reviewer's earlier votes, then inserts its vote,
+    counts it for the agent, sets the state and appends, all in one statement; a claim and
+    an outcome are each one compare-and-set with its append."""
+    import psycopg
+
+    from interlock.store import Reviewer
+
+    a, _ = two
+    sent: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(query if isinstance(query, str) else str(query))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+    per_step = []
+    r = submit(a)
+    per_step.append(len(sent))
+    a.vote(r.id, reviewer=Reviewer(name="lena", groups=("tech-lead",)), verdict="approve")
+    per_step.append(len(sent))
+    a.claim(r.id, agent="ops-agent", lease=60)
+    per_step.append(len(sent))
+    a.outcome(r.id, agent="ops-agent", status="succeeded")
+    per_step.append(len(sent))
+    assert per_step == [1, 3, 4, 5], sent
+    assert all("interlock_append_packed" in sent[i] for i in (0, 2, 3, 4))
+    assert a.get(r.id).state is State.SUCCEEDED and a.verify().ok

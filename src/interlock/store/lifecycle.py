@@ -435,7 +435,7 @@ class LifecycleStore(StoreBase):
         args: dict[str, Any] | None, labels: list[str], confirmed: bool,
         *, vote_round: int | None = None,
     ) -> None:
-        tx.run(
+        tx.insert(
             _INSERT_VOTE,
             {"request_id": row["id"], "reviewer": reviewer.name, "verdict": verdict,
              "note": note, "args": None if args is None else dumps(args),
@@ -456,7 +456,11 @@ class LifecycleStore(StoreBase):
             )
 
         stmt = self._statement("count:" + ",".join(keys), build)
-        tx.run(stmt, {"name": agent, "updated_at": tx.now, **{k: deltas[k] for k in keys}})
+        params = {"name": agent, "updated_at": tx.now, **{k: deltas[k] for k in keys}}
+        if self.autonomy is None:  # nothing reads the counters back in this transaction
+            tx.insert(stmt, params)
+        else:  # the autonomy step reads them
+            tx.run(stmt, params)
 
     def delegate(
         self, request_id: str, *, reviewer: Reviewer, to: Sequence[str],

@@ -140,20 +140,31 @@ class Pipelined:
 def _send_writes(tx: Tx, append: str) -> None:
     """The transaction's deferred inserts, then its compare-and-sets, each failing unless it
     changed exactly one row, and its audit append. The append travels in the last of these
-    statements, so the common write (one request created or changed, its entries chained)
-    is one statement fewer."""
-    appended = None
-    if tx.entries:
-        appended = {"packed": chain.packed(tx.entries)}
+    statements, and where there is at most one compare-and-set, the inserts before it do
+    too: the common write (a request created, or changed with a vote and its counters) is
+    one statement."""
+    appended = {"packed": chain.packed(tx.entries)} if tx.entries else None
     writes: list[tuple[Any, dict[str, Any], bool]] = [
         *((stmt, params, False) for stmt, params in tx.inserts),
         *((stmt, params, True) for stmt, params, _miss in tx.deferred),
     ]
-    last = len(writes) - 1
+    then = append.removeprefix("SELECT ")
+    if appended is not None and len(writes) > 1 and len(tx.deferred) <= 1:
+        *firsts, (last, params, _checked) = writes
+        found = tx.statements.combined(
+            tuple((stmt, tuple(p)) for stmt, p, _c in firsts), last, tuple(params), then)
+        if found is not None:
+            sql, prefixes = found
+            _sql, _order, base = tx.statements.checked_then(last, tuple(params), then)
+            values = {**base, **params, **appended}
+            for (prefix, first_base), (_stmt, first, _c) in zip(prefixes, firsts, strict=True):
+                values.update((prefix + k, v) for k, v in {**first_base, **first}.items())
+            tx.cursor.execute(sql, values)
+            return
+    last_i = len(writes) - 1
     for i, (stmt, params, checked) in enumerate(writes):
-        if i == last and appended is not None:
-            sql, _order, base = tx.statements.checked_then(
-                stmt, tuple(params), append.removeprefix("SELECT "))
+        if i == last_i and appended is not None:
+            sql, _order, base = tx.statements.checked_then(stmt, tuple(params), then)
             tx.cursor.execute(sql, {**base, **params, **appended})
             return
         if checked:

@@ -6,6 +6,7 @@ entries for the chain and, where the driver pipelines, its updates for one round
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ class Statements:
                                                               dict[str, Any]]] = {}
         self._checked: dict[tuple[Any, ...], tuple[str, tuple[str, ...] | None,
                                                    dict[str, Any]]] = {}
+        self._combined: dict[tuple[Any, ...], _Combined | None] = {}
         self.names: dict[Any, tuple[str, ...]] = {}
         """A query's column names, by statement."""
 
@@ -88,6 +90,39 @@ class Statements:
             hit = (f"WITH cas AS ({sql}) SELECT 1 / count(*), {then} FROM cas", order, base)
             self._checked[(stmt, keys, then)] = hit
         return hit
+
+    def combined(
+        self, firsts: tuple[tuple[Any, tuple[str, ...]], ...], last: Any,
+        keys: tuple[str, ...], then: str,
+    ) -> _Combined | None:
+        """`checked_then` of `last`, with the writes `firsts` (inserts nothing reads back)
+        run before it in the same statement as data-modifying WITH queries, which PostgreSQL
+        runs once each, to completion, whether or not the query reads them. Each first's
+        parameters are renamed with a prefix of its own; returns (SQL, [(prefix, default
+        values)] in the order of `firsts`), or None where a statement cannot be renamed."""
+        key = (firsts, last, keys, then)
+        if key in self._combined:
+            return self._combined[key]
+        sql, _order, _base = self.checked_then(last, keys, then)
+        ctes, prefixes = [], []
+        for i, (stmt, first_keys) in enumerate(firsts):
+            text, order, base = self.get(stmt, first_keys)
+            if order is not None or "%%" in text:
+                self._combined[key] = None
+                return None
+            prefix = f"w{i}_"
+            renamed = _PLACEHOLDER.sub(rf"%({prefix}\1)\2", text)
+            ctes.append(f"w{i} AS ({renamed})")
+            prefixes.append((prefix, base))
+        found = (f"WITH {', '.join(ctes)}, {sql.removeprefix('WITH ')}", prefixes)
+        self._combined[key] = found
+        return found
+
+
+#: A combined statement: its SQL, and each first write's parameter prefix and defaults.
+_Combined = tuple[str, list[tuple[str, dict[str, Any]]]]
+#: A named parameter in compiled psycopg SQL: `%(name)s`, or `%(name)b` for binary.
+_PLACEHOLDER = re.compile(r"%\((\w+)\)([sb])")
 
 
 @dataclass(kw_only=True)
