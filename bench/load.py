@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -280,16 +280,19 @@ def run(setup: str, *, waiters: int = 1000, seconds: float = 60.0,
     return result
 
 
+def _mib(kib: Sequence[int]) -> str:
+    return " / ".join(f"{x / 1024:.0f}" for x in kib)
+
+
 def table(results: list[Result]) -> str:
     lines = ["| setup | waiters | s | submits/s | decisions/s | claims | wake-ups "
              "| RSS start MiB | RSS end MiB | errors |", "|" + "---|" * 10]
     for r in results:
         c = r.counts
-        mib = lambda xs: " / ".join(f"{x / 1024:.0f}" for x in xs)  # noqa: E731
         lines.append(
             f"| {r.setup} | {r.peak_waiting} | {r.seconds:.0f} | {c.submits / r.seconds:.1f} "
-            f"| {c.decisions / r.seconds:.1f} | {c.claims} | {c.wakeups} | {mib(r.rss_start)} "
-            f"| {mib(r.rss_end)} | {c.errors} |")
+            f"| {c.decisions / r.seconds:.1f} | {c.claims} | {c.wakeups} | {_mib(r.rss_start)} "
+            f"| {_mib(r.rss_end)} | {c.errors} |")
     return "\n".join(lines)
 
 

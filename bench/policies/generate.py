@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import random
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,8 @@ def load_yaml(text: str) -> dict[str, Any]:
 def dump_yaml(policy: dict[str, Any]) -> str:
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = None  # leaves as flow, mappings of mappings as blocks
-    yaml.sort_base_mapping_type_on_output = False  # keep `name` first, as a person writes it
+    # keep `name` first, as a person writes it (ruamel declares the attribute as None)
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
     yaml.width = 4096
     buf = io.StringIO()
     yaml.dump(policy, buf)
@@ -289,7 +291,8 @@ def universe_1000(policy: dict[str, Any]) -> Universe:
 # --- varied actions ----------------------------------------------------------------------------
 
 
-def _number_near(rng: random.Random, limits: list[float], *, floats: bool) -> int | float:
+def _number_near(rng: random.Random, limits: Sequence[float], *,
+                 floats: bool) -> int | float:
     limit = rng.choice(limits)
     r = rng.random()
     if r < 0.25:
