@@ -6,10 +6,10 @@ Run as `python -m bench.policy`; `run()` returns the markdown table.
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 import platform
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -196,5 +196,12 @@ def run(n: int = N_ACTIONS) -> str:
     return render([measure(bp, n) for bp in bench_policies()], n)
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("actions", nargs="?", type=int, default=N_ACTIONS,
+                        help=f"actions per policy (default {N_ACTIONS:,})")
+    print(run(parser.parse_args().actions))
+
+
 if __name__ == "__main__":
-    print(run(int(sys.argv[1]) if len(sys.argv) > 1 else N_ACTIONS))
+    main()

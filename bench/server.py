@@ -15,6 +15,7 @@ decisions start once every waiter is parked.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -555,5 +556,12 @@ def run() -> str:
     return head + "\n".join(table)
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("part", nargs="?", choices=("waiters",),
+                        help="only the waiters' part ((b) and (c))")
+    print(run_waiters() if parser.parse_args().part == "waiters" else run())
+
+
 if __name__ == "__main__":
-    print(run_waiters() if sys.argv[1:] == ["waiters"] else run())
+    main()
