@@ -143,3 +143,25 @@ def test_a_request_cycle_is_five_statements(
     assert per_step == [1, 3, 4, 5], sent
     assert all("interlock_append_packed" in sent[i] for i in (0, 2, 3, 4))
     assert a.get(r.id).state is State.SUCCEEDED and a.verify().ok
+
+
+def test_known_rows_stay_within_their_memory_bounds(
+    two: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request with a large action is loaded when claimed rather than kept; past the row
+    and byte bounds the least recently kept rows go."""
+    from interlock.store import core
+
+    a, _ = two
+    big = submit(a, result(Decision.ALLOW), preview={"diff": "x" * core.RECENT_ROW_BYTES})
+    loads = _loads(a)
+    a.claim(big.id, agent="ops-agent", lease=60)
+    assert loads == [big.id]
+
+    monkeypatch.setattr(core, "RECENT", 3)
+    made = [submit(a, result(Decision.ALLOW), n=n) for n in range(5)]
+    assert list(a._recent) == [r.id for r in made[2:]]
+    monkeypatch.setattr(core, "RECENT_BYTES", a._recent_bytes - 1)
+    submit(a, result(Decision.ALLOW), n=5)
+    assert len(a._recent) == 2
+    assert a._recent_bytes == sum(size for _row, size in a._recent.values())

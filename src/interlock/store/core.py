@@ -48,8 +48,12 @@ _last_id = [0, 0]
 _id_lock = threading.Lock()
 
 
-#: Requests a store keeps as it last committed them (`StoreBase._known`).
+#: Requests a store keeps as it last committed them (`StoreBase._known`): at most this many,
+#: holding at most RECENT_BYTES of text; a row over RECENT_ROW_BYTES (an action with a large
+#: preview, say) is loaded when needed instead.
 RECENT = 1024
+RECENT_BYTES = 8 * 1024 * 1024
+RECENT_ROW_BYTES = 64 * 1024
 
 
 def new_id(now: float) -> str:
@@ -196,7 +200,8 @@ class StoreBase:
         #: PostgreSQL's pipelined writes, on driver connections of their own.
         self._pipelined = pipelined.Pipelined(self)
         #: Requests as this process last committed them, oldest first (`_known`).
-        self._recent: OrderedDict[str, Row] = OrderedDict()
+        self._recent: OrderedDict[str, tuple[Row, int]] = OrderedDict()
+        self._recent_bytes = 0
         self._recent_lock = threading.Lock()
         try:
             migrate.ensure(self.engine, self.backend, auto_upgrade=auto_upgrade,
@@ -510,16 +515,23 @@ class StoreBase:
 
     def _remember(self, rows: Mapping[str, Row]) -> None:
         """Keep the rows a committed write left its requests in (the newest version wins
-        where threads of this process commit the same request out of order)."""
+        where threads of this process commit the same request out of order), the least
+        recently kept going first past RECENT rows or RECENT_BYTES."""
         with self._recent_lock:
             for rid, row in rows.items():
                 kept = self._recent.get(rid)
-                if kept is not None and kept["version"] >= row["version"]:
+                if kept is not None:
+                    if kept[0]["version"] >= row["version"]:
+                        continue
+                    del self._recent[rid]
+                    self._recent_bytes -= kept[1]
+                size = sum(len(v) for v in row.values() if isinstance(v, str))
+                if size > RECENT_ROW_BYTES:
                     continue
-                self._recent[rid] = dict(row)
-                self._recent.move_to_end(rid)
-            while len(self._recent) > RECENT:
-                self._recent.popitem(last=False)
+                self._recent[rid] = (dict(row), size)
+                self._recent_bytes += size
+            while len(self._recent) > RECENT or self._recent_bytes > RECENT_BYTES:
+                self._recent_bytes -= self._recent.popitem(last=False)[1][1]
 
     def _known(self, request_id: str, usable: Callable[[Row], bool]) -> Row | None:
         """The row this process last committed for a request, where the backend pays a round
@@ -533,12 +545,14 @@ class StoreBase:
         if not self.backend.pipeline:
             return None
         with self._recent_lock:
-            row = self._recent.get(request_id)
-        return None if row is None or not usable(row) else dict(row)
+            kept = self._recent.get(request_id)
+        return None if kept is None or not usable(kept[0]) else dict(kept[0])
 
     def _forget(self, request_id: str) -> None:
         with self._recent_lock:
-            self._recent.pop(request_id, None)
+            kept = self._recent.pop(request_id, None)
+            if kept is not None:
+                self._recent_bytes -= kept[1]
 
     def _kept(self) -> sa.Connection:
         """The single writer's connection, opened again if it was closed or invalidated."""
