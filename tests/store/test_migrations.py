@@ -152,3 +152,35 @@ def test_a_database_at_0001_that_never_notified_reads_from_the_start(
         assert store.verify().ok
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_an_interlock_not_yet_upgraded_still_appends_to_the_chain() -> None:
+    """Until 0003 the append took three arrays; a process of that age, still running while
+    the database is upgraded, goes on calling it, and its entries chain like any other."""
+    from store_support import pg_schema
+
+    from interlock.store import audit
+
+    for db in pg_schema():
+        store = db.open()
+        try:
+            r = store.submit(agent="bot", action={"action": "read_x", "args": {}},
+                             result=result(Decision.ALLOW))
+            pending = [
+                audit.Pending(at=2.0, actor="admin:root", event="policy.loaded",
+                              request_id=None, digest=None, data={"hash": "p" * 64}),
+                audit.Pending(at=2.0, actor="agent:bot", event="cancelled", request_id=r.id,
+                              digest=r.digest, data={"why": "an older process"}),
+            ]
+            with store.engine.begin() as conn:
+                conn.exec_driver_sql(
+                    "SELECT interlock_append(%(events)s, %(ids)s, %(bodies)s)",
+                    {"events": [p.event for p in pending], "ids": [None, r.id],
+                     "bodies": audit.bodies(pending)})
+            entries = list(store.audit_entries())[-2:]
+            assert [(e.event, e.request_id) for e in entries] == [
+                ("policy.loaded", None), ("cancelled", r.id)]
+            assert store.verify().ok
+        finally:
+            store.close()

@@ -14,36 +14,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 #: Appends entries to the chain inside the database: the head is locked, read and moved in
-#: the same statement that inserts, so no round trip happens while a writer holds it. Each
-#: body is an entry's canonical JSON up to its last key, `"seq":`; the seq completes it.
-#: The hashing is the same as `interlock.store.audit.chain`, which SQLite uses, and which
-#: `verify` recomputes from the stored bytes.
-APPEND_FUNCTION = """
-CREATE OR REPLACE FUNCTION interlock_append(events text[], request_ids text[], bodies text[])
-RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-  s bigint;
-  h text;
-  prev text;
-  e text;
-BEGIN
-  SELECT seq, hash INTO s, h FROM audit_head WHERE id = 1 FOR UPDATE;
-  FOR i IN 1 .. coalesce(array_length(bodies, 1), 0) LOOP
-    s := s + 1;
-    e := bodies[i] || s::text || '}';
-    prev := h;
-    h := encode(sha256(convert_to(prev || e, 'UTF8')), 'hex');
-    INSERT INTO audit (seq, event, request_id, entry, prev_hash, hash)
-      VALUES (s, events[i], request_ids[i], e, prev, h);
-  END LOOP;
-  UPDATE audit_head SET seq = s, hash = h WHERE id = 1;
-  RETURN s;
-END $$
-"""
-
-#: `interlock_append` with the entries packed into one text (`interlock.store.audit.packed`):
-#: one text parameter costs the driver a fraction of what three arrays do. Added by
-#: revision 0003; the array form stays for processes not yet upgraded.
+#: the same statement that inserts, so no round trip happens while a writer holds it. The
+#: entries come packed into one text (`interlock.store.audit.packed`: one text parameter
+#: costs the driver a fraction of what three arrays do): per entry its event, request id
+#: and body, the canonical JSON of the entry up to its last key, `"seq":`, which the seq
+#: completes. The hashing is the same as `interlock.store.audit.chain`, which SQLite uses,
+#: and which `verify` recomputes from the stored bytes. Added by revision 0003.
 APPEND_PACKED_FUNCTION = """
 CREATE OR REPLACE FUNCTION interlock_append_packed(packed text)
 RETURNS bigint LANGUAGE plpgsql AS $$
@@ -67,6 +43,19 @@ BEGIN
   END LOOP;
   UPDATE audit_head SET seq = s, hash = h WHERE id = 1;
   RETURN s;
+END $$
+"""
+
+#: The append of revisions 0001 and 0002, with the entries as three arrays, for processes
+#: not yet upgraded: it packs them for `interlock_append_packed`. (PL/pgSQL resolves the
+#: function it calls when called, so revision 0001 can create it before 0003 exists.)
+APPEND_FUNCTION = """
+CREATE OR REPLACE FUNCTION interlock_append(events text[], request_ids text[], bodies text[])
+RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN interlock_append_packed(array_to_string(ARRAY(
+    SELECT events[i] || chr(31) || coalesce(request_ids[i], '') || chr(31) || bodies[i]
+    FROM generate_subscripts(bodies, 1) AS i ORDER BY i), chr(30)));
 END $$
 """
 

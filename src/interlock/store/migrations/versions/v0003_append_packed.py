@@ -1,7 +1,8 @@
 """Revision 0003: PostgreSQL's audit append takes its entries packed into one text.
 
-`interlock_append_packed(text)` chains exactly as `interlock_append(text[], text[], text[])`
-does, which stays for processes not yet upgraded. SQLite chains in Python: nothing to do.
+`interlock_append_packed(text)` now extends the chain; `interlock_append(text[], text[],
+text[])`, which processes not yet upgraded go on calling, packs its arrays for it. SQLite
+chains in Python: nothing to do.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ depends_on = None
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        from interlock.store.postgres import APPEND_PACKED_FUNCTION
+        from interlock.store.postgres import APPEND_FUNCTION, APPEND_PACKED_FUNCTION
 
         op.execute(APPEND_PACKED_FUNCTION)
+        op.execute(APPEND_FUNCTION)
 
 
 def downgrade() -> None:
