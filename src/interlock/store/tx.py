@@ -82,8 +82,8 @@ class Statements:
     ) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
         """`checked`, and the expression `then` evaluated in the same statement, once: a
         compare-and-set (or an insert) and what must happen only if it held, in one
-        statement. `then` may
-        run before the check fails; the failure rolls both back all the same."""
+        statement. `then` may run before the check fails; the failure rolls both back all
+        the same."""
         hit = self._checked.get((stmt, keys, then))
         if hit is None:
             sql, order, base = self.get(stmt.returning(sa.literal_column("1")), keys)
