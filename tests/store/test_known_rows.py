@@ -150,18 +150,19 @@ def test_known_rows_stay_within_their_memory_bounds(
 ) -> None:
     """A request with a large action is loaded when claimed rather than kept; past the row
     and byte bounds the least recently kept rows go."""
-    from interlock.store import core
+    from interlock.store import known
 
     a, _ = two
-    big = submit(a, result(Decision.ALLOW), preview={"diff": "x" * core.RECENT_ROW_BYTES})
+    big = submit(a, result(Decision.ALLOW), preview={"diff": "x" * known.ROW_BYTES})
     loads = _loads(a)
     a.claim(big.id, agent="ops-agent", lease=60)
     assert loads == [big.id]
 
-    monkeypatch.setattr(core, "RECENT", 3)
+    rows = a._known_rows
+    monkeypatch.setattr(known, "ROWS", 3)
     made = [submit(a, result(Decision.ALLOW), n=n) for n in range(5)]
-    assert list(a._recent) == [r.id for r in made[2:]]
-    monkeypatch.setattr(core, "RECENT_BYTES", a._recent_bytes - 1)
+    assert rows.ids() == [r.id for r in made[2:]]
+    each = rows.bytes // 3
+    monkeypatch.setattr(known, "BYTES", rows.bytes - 1)
     submit(a, result(Decision.ALLOW), n=5)
-    assert len(a._recent) == 2
-    assert a._recent_bytes == sum(size for _row, size in a._recent.values())
+    assert len(rows) == 2 and rows.bytes == 2 * each

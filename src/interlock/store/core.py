@@ -15,7 +15,6 @@ import queue
 import re
 import sqlite3
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import closing, contextmanager, suppress
@@ -28,7 +27,7 @@ from interlock.clock import Clock, SystemClock
 from interlock.errors import BadInput, Conflict, NotFound, StoreUnavailable
 from interlock.policy.records import Decision, PolicyResult, Requirements, Risk
 from interlock.store import audit as chain
-from interlock.store import group, migrate, pipelined
+from interlock.store import group, known, migrate, pipelined
 from interlock.store import schema as t
 from interlock.store.backends import Backend, backend_for_url
 from interlock.store.records import (
@@ -46,14 +45,6 @@ _B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 #: (milliseconds, random part) of the newest id this process made, and its lock.
 _last_id = [0, 0]
 _id_lock = threading.Lock()
-
-
-#: Requests a store keeps as it last committed them (`StoreBase._known`): at most this many,
-#: holding at most RECENT_BYTES of text; a row over RECENT_ROW_BYTES (an action with a large
-#: preview, say) is loaded when needed instead.
-RECENT = 1024
-RECENT_BYTES = 8 * 1024 * 1024
-RECENT_ROW_BYTES = 64 * 1024
 
 
 def new_id(now: float) -> str:
@@ -199,10 +190,8 @@ class StoreBase:
         self._committer: ThreadPoolExecutor | None = None
         #: PostgreSQL's pipelined writes, on driver connections of their own.
         self._pipelined = pipelined.Pipelined(self)
-        #: Requests as this process last committed them, oldest first (`_known`).
-        self._recent: OrderedDict[str, tuple[Row, int]] = OrderedDict()
-        self._recent_bytes = 0
-        self._recent_lock = threading.Lock()
+        #: Requests as this process last committed them (`_known`).
+        self._known_rows = known.KnownRows()
         try:
             migrate.ensure(self.engine, self.backend, auto_upgrade=auto_upgrade,
                            create=create)
@@ -240,7 +229,7 @@ class StoreBase:
                 with self._pipelined.write() as tx:
                     yield tx
                 if tx.rows:  # committed
-                    self._remember(tx.rows)
+                    self._known_rows.remember(tx.rows)
                 return
             if self.backend.single_writer:
                 if self._loop_writer == threading.get_ident():
@@ -513,26 +502,6 @@ class StoreBase:
 
     # -- requests this process wrote last -------------------------------------------
 
-    def _remember(self, rows: Mapping[str, Row]) -> None:
-        """Keep the rows a committed write left its requests in (the newest version wins
-        where threads of this process commit the same request out of order), the least
-        recently kept going first past RECENT rows or RECENT_BYTES."""
-        with self._recent_lock:
-            for rid, row in rows.items():
-                kept = self._recent.get(rid)
-                if kept is not None:
-                    if kept[0]["version"] >= row["version"]:
-                        continue
-                    del self._recent[rid]
-                    self._recent_bytes -= kept[1]
-                size = sum(len(v) for v in row.values() if isinstance(v, str))
-                if size > RECENT_ROW_BYTES:
-                    continue
-                self._recent[rid] = (dict(row), size)
-                self._recent_bytes += size
-            while len(self._recent) > RECENT or self._recent_bytes > RECENT_BYTES:
-                self._recent_bytes -= self._recent.popitem(last=False)[1][1]
-
     def _known(self, request_id: str, usable: Callable[[Row], bool]) -> Row | None:
         """The row this process last committed for a request, where the backend pays a round
         trip for each load (PostgreSQL) and `usable` says a write may start from it.
@@ -544,15 +513,11 @@ class StoreBase:
         again from a loaded one. A refusal is never answered from a known row."""
         if not self.backend.pipeline:
             return None
-        with self._recent_lock:
-            kept = self._recent.get(request_id)
-        return None if kept is None or not usable(kept[0]) else dict(kept[0])
+        row = self._known_rows.get(request_id)
+        return None if row is None or not usable(row) else row
 
     def _forget(self, request_id: str) -> None:
-        with self._recent_lock:
-            kept = self._recent.pop(request_id, None)
-            if kept is not None:
-                self._recent_bytes -= kept[1]
+        self._known_rows.forget(request_id)
 
     def _kept(self) -> sa.Connection:
         """The single writer's connection, opened again if it was closed or invalidated."""
